@@ -1,0 +1,461 @@
+"""The executor: claims ready executions in batches, runs them, records their results.
+
+An :class:`Executor` owns a claim loop, the sweepers (children finished, close, cancellation,
+expiry), a thread pool for sync task code and an event loop for ``async def`` task code. Any
+number of executors, in threads or processes, share one database: every claim is atomic and
+every write carries the status it expects, so no execution runs twice at once and none is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from .. import wakeups
+from ..conf import DurableSettingsSnapshot, resolve
+from ..context import Signal, TaskContext
+from ..errors import (
+    DurableExecutionCancelledError,
+    DurableExecutionError,
+    DurableExecutionNotFoundError,
+    DurableExecutionTimedOutError,
+    StoredError,
+)
+from ..executions import row_parent, row_root
+from ..models import Status, TaskExecution, generate_executor_id
+from ..results import ParentRunResult
+from ..serialization import deserialize
+from ..storage import get_storage
+from ..storage.layer import StorageLayer
+from ..tasks import Task, registry
+from .loops import BackgroundLoop
+from .runner import AsyncLoopThread, DeadlineScheduler
+from .transitions import Failure, Outcome, Success, Transitions
+
+logger = logging.getLogger("django_durable.executor")
+
+__all__ = ["Executor"]
+
+
+class Attempt:
+    """One in-process attempt of a claimed execution."""
+
+    __slots__ = ("ctx", "lock", "row", "settled", "task", "timer", "async_task")
+
+    def __init__(self, row: TaskExecution, task: Task | None, ctx: TaskContext) -> None:
+        self.row = row
+        self.task = task
+        self.ctx = ctx
+        self.lock = threading.Lock()
+        self.settled = False
+        self.timer: int | None = None
+        self.async_task: Any = None
+
+    def settle(self) -> bool:
+        """Claim the right to record this attempt's end; only the first caller gets it."""
+        with self.lock:
+            if self.settled:
+                return False
+            self.settled = True
+            return True
+
+
+class Executor:
+    """Runs durable executions from the database.
+
+    ``Executor(**overrides)`` takes the ``DURABLE`` settings in lower case as overrides
+    (``poll_interval=0.05``, ``max_concurrent_executions=10``, ...), plus ``queues`` (claim
+    only these queues; default: all) and ``executor_id``. Use :meth:`start` and
+    :meth:`shutdown`, or ``with Executor() as executor:``.
+    """
+
+    def __init__(
+        self,
+        *,
+        queues: list[str] | tuple[str, ...] | None = None,
+        executor_id: str | None = None,
+        sweepers: bool = True,
+        storage: StorageLayer | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config: DurableSettingsSnapshot = resolve(overrides)
+        self.id = executor_id or generate_executor_id()
+        self.queues = list(queues) if queues else None
+        self._storage = storage
+        self._run_sweepers = sweepers
+        self.shutdown_signal = Signal()
+        self._running: dict[str, Attempt] = {}
+        self._running_lock = threading.Lock()
+        self._idle = threading.Condition(self._running_lock)
+        self._started = False
+        self._shut_down = False
+        self._loops: list[BackgroundLoop] = []
+        self._listeners: list[tuple[str, Any]] = []
+        self._scheduler: DeadlineScheduler | None = None
+        self._async: AsyncLoopThread | None = None
+        self._task_pool: ThreadPoolExecutor | None = None
+        self._engine_pool: ThreadPoolExecutor | None = None
+        self._transitions: Transitions | None = None
+        self._claim_loop: BackgroundLoop | None = None
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def storage(self) -> StorageLayer:
+        if self._storage is None:
+            self._storage = get_storage()
+        return self._storage
+
+    @property
+    def running_execution_ids(self) -> set[str]:
+        """Ids of the executions this executor is running now."""
+        with self._running_lock:
+            return set(self._running)
+
+    @property
+    def running_count(self) -> int:
+        with self._running_lock:
+            return len(self._running)
+
+    @property
+    def is_running(self) -> bool:
+        return self._started and not self._shut_down
+
+    def storage_metrics(self) -> list[Any]:
+        """Timing summaries of the storage operations (seed-spec §24)."""
+        return self.storage.metrics()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Executor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def start(self) -> None:
+        """Start claiming and running work; idempotent, and a no-op after shutdown."""
+        if self._started or self._shut_down:
+            return
+        self._started = True
+        config = self.config
+        self._scheduler = DeadlineScheduler(f"durable-deadlines-{self.id}")
+        self._async = AsyncLoopThread(f"durable-asyncio-{self.id}")
+        self._task_pool = ThreadPoolExecutor(
+            max_workers=config.max_concurrent_executions, thread_name_prefix=f"durable-task-{self.id}"
+        )
+        self._engine_pool = ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix=f"durable-engine-{self.id}"
+        )
+        self._transitions = Transitions(
+            self.storage,
+            config,
+            on_parents_claimed=self._process_parents,
+            on_retry_scheduled=self._wake_claim_after,
+        )
+        interval = config.poll_interval
+        self._claim_loop = BackgroundLoop("claim", self._claim_iteration, interval)
+        self._loops = [self._claim_loop]
+        listen = [(wakeups.READY, self._claim_loop.wake)]
+        if self._run_sweepers:
+            children = BackgroundLoop("children", self._children_iteration, interval)
+            close = BackgroundLoop("close", self._close_iteration, interval)
+            cancel = BackgroundLoop("cancel", self._cancel_iteration, interval)
+            expire = BackgroundLoop("expire", self._expire_iteration, interval)
+            self._loops += [children, close, cancel, expire]
+            listen += [
+                (wakeups.CHILDREN, children.wake),
+                (wakeups.CLOSE, close.wake),
+                (wakeups.CANCEL, cancel.wake),
+            ]
+        for channel, listener in listen:
+            wakeups.add_listener(channel, listener)
+        self._listeners = listen
+        for loop in self._loops:
+            loop.start()
+        logger.info("Executor %s started", self.id)
+
+    def shutdown(self) -> None:
+        """Stop in the seed's order (seed-spec §15); idempotent.
+
+        The shutdown signal is set, the loops stop, then running attempts get
+        ``SHUTDOWN_TIMEOUT`` seconds to finish and record their results; attempts still
+        running after that are handed back (``ready``) for another executor.
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if not self._started:
+            return
+        self.shutdown_signal.set()
+        for channel, listener in self._listeners:
+            wakeups.remove_listener(channel, listener)
+        for loop in self._loops:
+            loop.stop()
+        for loop in self._loops:
+            loop.join(self.config.shutdown_timeout)
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(deadline - time.monotonic())
+            leftover = list(self._running.values())
+        for attempt in leftover:
+            self._hand_back(attempt)
+        assert self._engine_pool and self._task_pool and self._async and self._scheduler
+        self._engine_pool.shutdown(wait=True)
+        self._task_pool.shutdown(wait=False, cancel_futures=True)
+        self._async.shutdown()
+        self._scheduler.shutdown()
+        connections.close_all()
+        logger.info("Executor %s shut down", self.id)
+
+    def _hand_back(self, attempt: Attempt) -> None:
+        if not attempt.settle():
+            return
+        attempt.ctx.abort_signal.set()
+        self._forget(attempt)
+        try:
+            self.storage.update_by_id(
+                timezone.now(),
+                attempt.row.execution_id,
+                {"status": Status.READY, "start_at": timezone.now()},
+                {"status": Status.RUNNING, "executor_id": self.id},
+            )
+            wakeups.notify(wakeups.READY)
+            logger.warning("Handed back %s at shutdown", attempt.row.execution_id)
+        except Exception:
+            logger.exception("Could not hand back %s; it will expire", attempt.row.execution_id)
+
+    # -- claiming --------------------------------------------------------------------------
+
+    def _wake_claim_after(self, delay: float) -> None:
+        if self._scheduler is not None and self._claim_loop is not None and delay > 0:
+            self._scheduler.call_later(delay, self._claim_loop.wake)
+
+    def _claim_iteration(self) -> bool:
+        config = self.config
+        capacity = config.max_concurrent_executions - self.running_count
+        if capacity <= 0:
+            return False
+        limit = min(config.max_executions_per_batch, capacity)
+        now = timezone.now()
+        rows = self.storage.claim_ready(
+            now,
+            executor_id=self.id,
+            expires_at_base=now + timedelta(seconds=config.expire_leeway),
+            limit=limit,
+            queues=self.queues,
+        )
+        for row in rows:
+            self._start_attempt(row)
+        return len(rows) >= limit
+
+    def _start_attempt(self, row: TaskExecution) -> None:
+        task = registry.get(row.task_id)
+        ctx = TaskContext(
+            task_id=row.task_id,
+            execution_id=row.execution_id,
+            attempt=row.retry_attempts,
+            prev_error=StoredError(row.error) if row.error else None,
+            root=row_root(row),
+            parent=row_parent(row),
+            abort_signal=Signal(),
+            shutdown_signal=self.shutdown_signal,
+        )
+        attempt = Attempt(row, task, ctx)
+        with self._running_lock:
+            if row.execution_id in self._running:
+                return
+            self._running[row.execution_id] = attempt
+        assert self._scheduler is not None
+        attempt.timer = self._scheduler.call_later(row.timeout, lambda: self._on_timeout(attempt))
+        if task is not None and task.is_async:
+            assert self._async is not None
+            attempt.async_task = self._async.submit(self._run_async(attempt))
+        else:
+            assert self._task_pool is not None
+            self._task_pool.submit(self._run_sync, attempt)
+
+    def _prepare_input(self, attempt: Attempt) -> Any:
+        row, task = attempt.row, attempt.task
+        if task is None:
+            raise DurableExecutionNotFoundError(
+                f"Error in running task execution [executionId={row.execution_id}]: "
+                f"Task not found [taskId={row.task_id}]"
+            )
+        value = deserialize(row.input) if row.input else None
+        if row.is_finalize_of_parent:
+            value = ParentRunResult.from_value(value)
+        return task.validate_input(value)
+
+    def _run_sync(self, attempt: Attempt) -> None:
+        outcome: Outcome
+        close_old_connections()
+        try:
+            value = self._prepare_input(attempt)
+            assert attempt.task is not None
+            outcome = Success(attempt.task.call(attempt.ctx, value))
+        except BaseException as error:
+            outcome = Failure(error)
+        finally:
+            close_old_connections()
+        self._finish(attempt, outcome)
+
+    async def _run_async(self, attempt: Attempt) -> None:
+        import asyncio
+
+        outcome: Outcome
+        try:
+            value = self._prepare_input(attempt)
+            assert attempt.task is not None
+            outcome = Success(await attempt.task.call(attempt.ctx, value))
+        except asyncio.CancelledError:
+            if attempt.settled:
+                return  # timed out or cancelled: already recorded
+            outcome = Failure(DurableExecutionCancelledError())
+        except BaseException as error:
+            outcome = Failure(error)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._engine_pool, self._finish, attempt, outcome)
+
+    def _finish(self, attempt: Attempt, outcome: Outcome) -> None:
+        if not attempt.settle():
+            return  # timed out, cancelled or handed back: the late result is dropped
+        if attempt.timer is not None and self._scheduler is not None:
+            self._scheduler.cancel(attempt.timer)
+        try:
+            assert self._transitions is not None
+            self._transitions.record_outcome(attempt.row, attempt.task, outcome)
+        finally:
+            self._forget(attempt)
+
+    def _forget(self, attempt: Attempt) -> None:
+        with self._idle:
+            self._running.pop(attempt.row.execution_id, None)
+            self._idle.notify_all()
+        if self._claim_loop is not None:
+            self._claim_loop.wake()
+
+    def _interrupt(self, attempt: Attempt) -> None:
+        attempt.ctx.abort_signal.set()
+        if attempt.async_task is not None:
+            attempt.async_task.cancel()
+
+    def _on_timeout(self, attempt: Attempt) -> None:
+        if not attempt.settle():
+            return
+        self._interrupt(attempt)
+        assert self._engine_pool is not None
+
+        def record() -> None:
+            try:
+                assert self._transitions is not None
+                self._transitions.record_outcome(
+                    attempt.row, attempt.task, Failure(DurableExecutionTimedOutError())
+                )
+            finally:
+                self._forget(attempt)
+
+        try:
+            self._engine_pool.submit(record)
+        except RuntimeError:  # shutting down
+            self._forget(attempt)
+
+    def _process_parents(self, parents: list[TaskExecution]) -> None:
+        assert self._transitions is not None
+        for parent in parents:
+            try:
+                assert self._engine_pool is not None
+                self._engine_pool.submit(self._transitions.process_children_finished, parent)
+            except RuntimeError:
+                # Shutting down: the parent's lease expires and another executor processes it.
+                pass
+
+    # -- sweepers ----------------------------------------------------------------------------
+
+    def _lease(self) -> Any:
+        return timezone.now() + timedelta(
+            seconds=self.config.lease_duration + self.config.expire_leeway
+        )
+
+    def _children_iteration(self) -> bool:
+        limit = self.config.sweep_batch_size
+        parents = self.storage.claim_children_finished(
+            timezone.now(), expires_at=self._lease(), limit=limit
+        )
+        assert self._transitions is not None
+        for parent in parents:
+            self._transitions.process_children_finished(parent)
+        return len(parents) >= limit
+
+    def _close_iteration(self) -> bool:
+        limit = self.config.sweep_batch_size
+        marked = self.storage.mark_finished_close_ready(timezone.now(), limit=limit)
+        if marked:
+            wakeups.notify(wakeups.CHILDREN)
+        rows = self.storage.claim_close_ready(timezone.now(), expires_at=self._lease(), limit=limit)
+        assert self._transitions is not None
+        for row in rows:
+            self._transitions.close(row)
+        return marked >= limit or len(rows) >= limit
+
+    def _cancel_iteration(self) -> bool:
+        if not self.running_count:
+            return False
+        limit = self.config.sweep_batch_size
+        rows = self.storage.claim_cancellations(timezone.now(), executor_id=self.id, limit=limit)
+        for row in rows:
+            with self._running_lock:
+                attempt = self._running.get(row.execution_id)
+            if attempt is not None and attempt.settle():
+                self._interrupt(attempt)
+                if attempt.timer is not None and self._scheduler is not None:
+                    self._scheduler.cancel(attempt.timer)
+                self._forget(attempt)
+                logger.info("Cancelled running %s", row.execution_id)
+        return len(rows) >= limit
+
+    def _expire_iteration(self) -> bool:
+        limit = self.config.sweep_batch_size
+        now = timezone.now()
+        storage = self.storage
+        expired = storage.expire_running(
+            now,
+            is_sleeping_task=False,
+            update={
+                "status": Status.READY,
+                "start_at": now,
+                "error": dict(DurableExecutionError("Task execution expired").to_dict()),
+            },
+            limit=limit,
+        )
+        if expired:
+            logger.warning("Recovered %d expired executions", expired)
+            wakeups.notify(wakeups.READY)
+        timed_out = storage.expire_running(
+            now,
+            is_sleeping_task=True,
+            update={
+                "status": Status.TIMED_OUT,
+                "error": dict(DurableExecutionTimedOutError().to_dict()),
+            },
+            limit=limit,
+        )
+        if timed_out:
+            wakeups.notify(wakeups.CLOSE)
+            wakeups.notify_finished()
+        processing = storage.expire_children_processing(now, limit=limit)
+        if processing:
+            wakeups.notify(wakeups.CHILDREN)
+        closing = storage.expire_closing(now, limit=limit)
+        if closing:
+            wakeups.notify(wakeups.CLOSE)
+        return expired + timed_out + processing + closing >= 0.25 * limit

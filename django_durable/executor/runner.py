@@ -1,0 +1,124 @@
+"""Where task code runs: a thread pool for sync tasks, an event loop for ``async def`` tasks,
+and one timer thread for every deadline (attempt timeouts, delayed wake-ups)."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+
+
+class DeadlineScheduler:
+    """Runs callbacks at monotonic deadlines on one thread; callbacks must be quick."""
+
+    def __init__(self, name: str = "durable-deadlines") -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._counter = itertools.count()
+        self._condition = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> int:
+        """Call ``callback`` at ``deadline`` (``time.monotonic()`` scale); return a token."""
+        with self._condition:
+            token = next(self._counter)
+            heapq.heappush(self._heap, (deadline, token, callback))
+            if self._heap[0][1] == token:
+                self._condition.notify()
+            return token
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        return self.call_at(time.monotonic() + delay, callback)
+
+    def cancel(self, token: int) -> None:
+        with self._condition:
+            self._cancelled.add(token)
+
+    def shutdown(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._condition:
+                while not self._stopping:
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._condition.wait(timeout)
+                if self._stopping:
+                    return
+                _, token, callback = heapq.heappop(self._heap)
+                if token in self._cancelled:
+                    self._cancelled.discard(token)
+                    continue
+            try:
+                callback()
+            except Exception:
+                logger.exception("Deadline callback failed")
+
+
+class AsyncLoopThread:
+    """An asyncio event loop on its own thread, for ``async def`` tasks."""
+
+    def __init__(self, name: str = "durable-asyncio") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def call_soon(self, callback: Callable[[], Any]) -> None:
+        self.loop.call_soon_threadsafe(callback)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(timeout)
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+
+def _close_connections() -> None:
+    connections.close_all()
+
+
+class TaskThreadPool(ThreadPoolExecutor):
+    """Threads for sync task code; each thread closes its database connections at exit."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=name)
