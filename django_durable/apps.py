@@ -18,4 +18,8 @@ class DurableConfig(AppConfig):
 
         conf.connect_signals()
         db.connect_signals()
+        if conf.durable_settings.LISTEN_NOTIFY:
+            from .notify import install_notifier
+
+            install_notifier()
         autodiscover_modules("tasks")

@@ -180,7 +180,7 @@ class ExecutionSnapshot:
             status=status,
             input=input_value,
             output=output,
-            error=StoredError(row.error) if row.error else None,
+            error=StoredError.from_dict(row.error) if row.error else None,
             retry_attempts=row.retry_attempts,
             root=row_root(row),
             parent=row_parent(row),

@@ -52,7 +52,7 @@ class ParentRunResult(AttrDict):
         for record in value.get("children") or ():
             record = ChildResult(record)
             if isinstance(record.get("error"), Mapping):
-                record["error"] = StoredError(record["error"])
+                record["error"] = StoredError.from_dict(record["error"])
             children.append(record)
         return cls(output=value.get("output"), children=children)
 

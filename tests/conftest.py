@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from django_durable import Executor
+from django_durable.notify import close_notifier
 from django_durable.storage.default import reset_storage
 from django_durable.testing import isolated_registry
 
@@ -24,6 +25,7 @@ def _fresh_storage_layer() -> Iterator[None]:
     """Each test starts and ends without the process-wide storage threads (and connections)."""
     yield
     reset_storage()
+    close_notifier()
 
 
 @pytest.fixture

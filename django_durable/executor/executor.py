@@ -29,6 +29,7 @@ from ..errors import (
     StoredError,
 )
 from ..executions import row_parent, row_root
+from ..notify import Listener, supports_notify
 from ..models import Status, TaskExecution, generate_executor_id
 from ..results import ParentRunResult
 from ..serialization import deserialize
@@ -104,6 +105,7 @@ class Executor:
         self._engine_pool: ThreadPoolExecutor | None = None
         self._transitions: Transitions | None = None
         self._claim_loop: BackgroundLoop | None = None
+        self._listener: Listener | None = None
 
     # -- properties ------------------------------------------------------------------------
 
@@ -181,6 +183,9 @@ class Executor:
         self._listeners = listen
         for loop in self._loops:
             loop.start()
+        if config.listen_notify and supports_notify():
+            self._listener = Listener()
+            self._listener.start()
         logger.info("Executor %s started", self.id)
 
     def shutdown(self) -> None:
@@ -198,6 +203,8 @@ class Executor:
         self.shutdown_signal.set()
         for channel, listener in self._listeners:
             wakeups.remove_listener(channel, listener)
+        if self._listener is not None:
+            self._listener.stop()
         for loop in self._loops:
             loop.stop()
         for loop in self._loops:
@@ -264,7 +271,7 @@ class Executor:
             task_id=row.task_id,
             execution_id=row.execution_id,
             attempt=row.retry_attempts,
-            prev_error=StoredError(row.error) if row.error else None,
+            prev_error=StoredError.from_dict(row.error) if row.error else None,
             root=row_root(row),
             parent=row_parent(row),
             abort_signal=Signal(),
