@@ -35,6 +35,7 @@ from ..results import ParentRunResult
 from ..serialization import deserialize
 from ..storage import get_storage
 from ..storage.layer import StorageLayer
+from ..storage.retention import purge_closed
 from ..tasks import Task, registry
 from .loops import BackgroundLoop
 from .runner import AsyncLoopThread, DeadlineScheduler
@@ -83,6 +84,7 @@ class Executor:
         queues: list[str] | tuple[str, ...] | None = None,
         executor_id: str | None = None,
         sweepers: bool = True,
+        claim: bool = True,
         storage: StorageLayer | None = None,
         **overrides: Any,
     ) -> None:
@@ -91,6 +93,8 @@ class Executor:
         self.queues = list(queues) if queues else None
         self._storage = storage
         self._run_sweepers = sweepers
+        self._claim = claim
+        self._expedite = threading.Event()
         self.shutdown_signal = Signal()
         self._running: dict[str, Attempt] = {}
         self._running_lock = threading.Lock()
@@ -157,27 +161,20 @@ class Executor:
         self._engine_pool = ThreadPoolExecutor(
             max_workers=8, thread_name_prefix=f"durable-engine-{self.id}"
         )
-        self._transitions = Transitions(
-            self.storage,
-            config,
-            on_parents_claimed=self._process_parents,
-            on_retry_scheduled=self._wake_claim_after,
-        )
+        self._transitions = self._make_transitions(self._process_parents)
         interval = config.poll_interval
-        self._claim_loop = BackgroundLoop("claim", self._claim_iteration, interval)
-        self._loops = [self._claim_loop]
-        listen = [(wakeups.READY, self._claim_loop.wake)]
+        listen: list[tuple[str, Any]] = []
+        if self._claim:
+            self._claim_loop = BackgroundLoop("claim", self._claim_iteration, interval)
+            cancel = BackgroundLoop("cancel", self._cancel_iteration, interval)
+            self._loops += [self._claim_loop, cancel]
+            listen += [(wakeups.READY, self._claim_loop.wake), (wakeups.CANCEL, cancel.wake)]
         if self._run_sweepers:
             children = BackgroundLoop("children", self._children_iteration, interval)
             close = BackgroundLoop("close", self._close_iteration, interval)
-            cancel = BackgroundLoop("cancel", self._cancel_iteration, interval)
             expire = BackgroundLoop("expire", self._expire_iteration, interval)
-            self._loops += [children, close, cancel, expire]
-            listen += [
-                (wakeups.CHILDREN, children.wake),
-                (wakeups.CLOSE, close.wake),
-                (wakeups.CANCEL, cancel.wake),
-            ]
+            self._loops += [children, close, expire]
+            listen += [(wakeups.CHILDREN, children.wake), (wakeups.CLOSE, close.wake)]
         for channel, listener in listen:
             wakeups.add_listener(channel, listener)
         self._listeners = listen
@@ -211,7 +208,7 @@ class Executor:
             loop.join(self.config.shutdown_timeout)
         deadline = time.monotonic() + self.config.shutdown_timeout
         with self._idle:
-            while self._running and time.monotonic() < deadline:
+            while self._running and time.monotonic() < deadline and not self._expedite.is_set():
                 self._idle.wait(deadline - time.monotonic())
             leftover = list(self._running.values())
         for attempt in leftover:
@@ -223,6 +220,42 @@ class Executor:
         self._scheduler.shutdown()
         connections.close_all()
         logger.info("Executor %s shut down", self.id)
+
+    def expedite_shutdown(self) -> None:
+        """Stop waiting for running attempts: hand them back now (a second SIGTERM)."""
+        self._expedite.set()
+        with self._idle:
+            self._idle.notify_all()
+
+    def _make_transitions(self, on_parents_claimed: Any) -> Transitions:
+        return Transitions(
+            self.storage,
+            self.config,
+            on_parents_claimed=on_parents_claimed,
+            on_retry_scheduled=self._wake_claim_after,
+        )
+
+    def sweep_once(self) -> dict[str, int]:
+        """Run every sweeper until it finds nothing more (``durable_sweep --once``).
+
+        Works without :meth:`start`; parents claimed on the way are processed inline.
+        """
+        if self._transitions is None:
+            self._transitions = self._make_transitions(
+                lambda parents: [self._transitions.process_children_finished(p) for p in parents]  # type: ignore[union-attr]
+            )
+        counts = {"expired": 0, "children": 0, "closed": 0}
+        for name, iteration in (
+            ("expired", self._expire_iteration),
+            ("children", self._children_iteration),
+            ("closed", self._close_iteration),
+            ("children", self._children_iteration),
+        ):
+            rounds = 1
+            while iteration() and rounds < 1000:
+                rounds += 1
+            counts[name] += rounds
+        return counts
 
     def _hand_back(self, attempt: Attempt) -> None:
         if not attempt.settle():
@@ -465,4 +498,7 @@ class Executor:
         closing = storage.expire_closing(now, limit=limit)
         if closing:
             wakeups.notify(wakeups.CLOSE)
-        return expired + timed_out + processing + closing >= 0.25 * limit
+        purged = 0
+        if self.config.retention:
+            purged = purge_closed(now, self.config.retention, limit=limit)
+        return expired + timed_out + processing + closing + purged >= 0.25 * limit

@@ -1,0 +1,1 @@
+"""A runnable Django project that shows django-durable at work (admin, API, example tasks)."""
