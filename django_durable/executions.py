@@ -70,6 +70,7 @@ def build_execution(
         priority=task.priority if priority is None else priority,
         idempotency_key=idempotency_key,
         concurrency_key=concurrency_key,
+        max_concurrency=task.max_concurrency if concurrency_key is not None else None,
     )
     if root is not None:
         row.root_task_id = root.task_id

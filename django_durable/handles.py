@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from .serialization import serialize
 from .storage import get_storage
 from .tasks import Task, TaskKind, coerce_retry, get_task, registry, to_seconds
 
-__all__ = ["TaskHandle", "enqueue", "get_handle", "wakeup_sleeping_task"]
+__all__ = ["TaskHandle", "enqueue", "enqueue_many", "get_handle", "wakeup_sleeping_task"]
 
 #: How often ``wait()`` re-reads the row when no in-process event wakes it first.
 WAIT_MAX_POLL_INTERVAL = 0.25
@@ -107,6 +108,67 @@ def enqueue(
             ) from error
         raise convert_error(error, is_retryable=False) from error
     return TaskHandle(task.id, row.execution_id)
+
+
+def enqueue_many(
+    task: Task | str,
+    inputs: Iterable[Any],
+    *,
+    timeout: Any = None,
+    retry: Any = None,
+    sleep_before_run: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+) -> list[TaskHandle]:
+    """Store one execution of ``task`` per input in one statement; return their handles.
+
+    Every input is validated and serialized first: if one is invalid nothing is stored.
+    """
+    task = _registered(task)
+    if task.kind == TaskKind.SLEEPING_TASK:
+        return [
+            enqueue(task, unique_id, timeout=timeout, queue=queue, priority=priority)
+            for unique_id in inputs
+        ]
+    effective_timeout = (
+        task.timeout if timeout is None else to_seconds(timeout, "timeout", task.id, allow_zero=False)
+    )
+    effective_retry = task.retry if retry is None else coerce_retry(retry, task.id)
+    effective_sleep = (
+        task.sleep_before_run
+        if sleep_before_run is None
+        else to_seconds(sleep_before_run, "sleep before run", task.id)
+    )
+    now = timezone.now()
+    rows = []
+    for value in inputs:
+        task.validate_input(value)
+        rows.append(
+            build_execution(
+                task,
+                now=now,
+                input=serialize(value, max_size=durable_settings.MAX_INPUT_SIZE, label="input"),
+                timeout=effective_timeout,
+                retry=effective_retry,
+                sleep_before_run=effective_sleep,
+                queue=queue,
+                priority=priority,
+                concurrency_key=(
+                    str(task.concurrency_key(value)) if task.concurrency_key is not None else None
+                ),
+            )
+        )
+    if not rows:
+        return []
+    connection = connections["default"]
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            TaskExecution.objects.bulk_create(rows)
+        transaction.on_commit(lambda: wakeups.notify(wakeups.READY))
+    else:
+        get_storage().insert_many(rows)
+        wakeups.notify(wakeups.READY)
+    return [TaskHandle(task.id, row.execution_id) for row in rows]
 
 
 def _find_idempotent(task_id: str, key: str) -> str | None:

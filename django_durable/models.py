@@ -106,7 +106,7 @@ class TaskExecution(models.Model):
     """
 
     # -- identity and family --------------------------------------------------------------
-    execution_id = models.CharField(max_length=32, unique=True, default=generate_execution_id)
+    execution_id = models.CharField(max_length=32, default=generate_execution_id)
     task_id = models.CharField(max_length=255)
     root_task_id = models.CharField(max_length=255, null=True, blank=True)
     root_execution_id = models.CharField(max_length=32, null=True, blank=True)
@@ -122,7 +122,7 @@ class TaskExecution(models.Model):
     timeout = models.FloatField(help_text="seconds per attempt")
     are_children_sequential = models.BooleanField(default=False)
     is_sleeping_task = models.BooleanField(default=False)
-    sleeping_task_unique_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    sleeping_task_unique_id = models.CharField(max_length=255, null=True, blank=True)
 
     # -- values -----------------------------------------------------------------------------
     input = models.TextField(default="", blank=True)
@@ -165,6 +165,7 @@ class TaskExecution(models.Model):
     priority = models.IntegerField(default=0)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)
+    max_concurrency = models.IntegerField(null=True, blank=True)
     retried_from_execution_id = models.CharField(max_length=32, null=True, blank=True)
 
     objects = TaskExecutionQuerySet.as_manager()
@@ -173,6 +174,9 @@ class TaskExecution(models.Model):
         verbose_name = "task execution"
         verbose_name_plural = "task executions"
         ordering = ["-id"]
+        # Every update of a row changes its status, so PostgreSQL can never update it in
+        # place ("HOT"): each index costs on every write. Hence few full indexes, and partial
+        # ones for the sets the claims and sweeps look for, which hold few rows at a time.
         indexes = [
             # Claim of ready work: WHERE status='ready' AND start_at < now [AND queue IN ...]
             # ORDER BY priority DESC, start_at.
@@ -188,7 +192,9 @@ class TaskExecution(models.Model):
                 "active_children_count",
                 "updated_at",
                 name="durable_children_done_idx",
-                condition=Q(status="waiting_for_children", on_children_finished_processing_status="idle"),
+                condition=Q(
+                    status="waiting_for_children", on_children_finished_processing_status="idle"
+                ),
             ),
             # Finished rows not yet marked close-ready, and rows ready to close.
             models.Index(
@@ -223,13 +229,20 @@ class TaskExecution(models.Model):
                 name="durable_cancel_idx",
                 condition=Q(needs_promise_cancellation=True),
             ),
-            # Children (and finalize) of a parent.
-            models.Index("parent_execution_id", "is_finished", name="durable_parent_idx"),
-            models.Index("root_execution_id", name="durable_root_idx"),
-            # Retention sweep and browsing.
-            models.Index("closed_at", name="durable_closed_at_idx", condition=Q(close_status="closed")),
-            models.Index("task_id", "created_at", name="durable_task_created_idx"),
-            models.Index("created_at", name="durable_created_idx"),
+            # Children (and finalize) of a parent; descendants of a root.
+            models.Index(
+                "parent_execution_id",
+                name="durable_parent_idx",
+                condition=Q(parent_execution_id__isnull=False),
+            ),
+            models.Index(
+                "root_execution_id",
+                name="durable_root_idx",
+                condition=Q(root_execution_id__isnull=False),
+            ),
+            # Browsing by task in the admin and the API.
+            models.Index("task_id", "id", name="durable_task_idx"),
+            # Concurrency limits count the running executions of a key.
             models.Index(
                 "concurrency_key",
                 name="durable_concurrency_idx",
@@ -237,6 +250,12 @@ class TaskExecution(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["execution_id"], name="durable_execution_id_uniq"),
+            models.UniqueConstraint(
+                fields=["sleeping_task_unique_id"],
+                name="durable_sleeping_task_unique_id_uniq",
+                condition=Q(sleeping_task_unique_id__isnull=False),
+            ),
             models.UniqueConstraint(
                 fields=["task_id", "idempotency_key"],
                 name="durable_idempotency_key_uniq",

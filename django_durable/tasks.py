@@ -7,7 +7,7 @@ import inspect
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -378,6 +378,12 @@ class Task:
             priority=priority,
             idempotency_key=idempotency_key,
         )
+
+    def enqueue_many(self, inputs: Iterable[Any], **options: Any) -> list[TaskHandle]:
+        """Store one execution per input in one statement (all or nothing)."""
+        from .handles import enqueue_many
+
+        return enqueue_many(self, inputs, **options)
 
     async def aenqueue(self, input: Any = None, **options: Any) -> TaskHandle:
         """Async twin of :meth:`enqueue`."""

@@ -183,7 +183,7 @@ class Executor:
         if config.listen_notify and supports_notify():
             self._listener = Listener()
             self._listener.start()
-        logger.info("Executor %s started", self.id)
+        logger.info("executor=%s event=started", self.id)
 
     def shutdown(self) -> None:
         """Stop in the seed's order (seed-spec §15); idempotent.
@@ -219,7 +219,7 @@ class Executor:
         self._async.shutdown()
         self._scheduler.shutdown()
         connections.close_all()
-        logger.info("Executor %s shut down", self.id)
+        logger.info("executor=%s event=shut_down", self.id)
 
     def expedite_shutdown(self) -> None:
         """Stop waiting for running attempts: hand them back now (a second SIGTERM)."""
@@ -270,9 +270,13 @@ class Executor:
                 {"status": Status.RUNNING, "executor_id": self.id},
             )
             wakeups.notify(wakeups.READY)
-            logger.warning("Handed back %s at shutdown", attempt.row.execution_id)
+            logger.warning(
+                "executor=%s event=handed_back execution=%s", self.id, attempt.row.execution_id
+            )
         except Exception:
-            logger.exception("Could not hand back %s; it will expire", attempt.row.execution_id)
+            logger.exception(
+                "executor=%s event=hand_back_failed execution=%s", self.id, attempt.row.execution_id
+            )
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -294,6 +298,8 @@ class Executor:
             limit=limit,
             queues=self.queues,
         )
+        if rows:
+            logger.debug("executor=%s event=claimed count=%d", self.id, len(rows))
         for row in rows:
             self._start_attempt(row)
         return len(rows) >= limit
@@ -460,7 +466,9 @@ class Executor:
                 if attempt.timer is not None and self._scheduler is not None:
                     self._scheduler.cancel(attempt.timer)
                 self._forget(attempt)
-                logger.info("Cancelled running %s", row.execution_id)
+                logger.info(
+                    "executor=%s event=cancelled execution=%s", self.id, row.execution_id
+                )
         return len(rows) >= limit
 
     def _expire_iteration(self) -> bool:
@@ -478,7 +486,7 @@ class Executor:
             limit=limit,
         )
         if expired:
-            logger.warning("Recovered %d expired executions", expired)
+            logger.warning("executor=%s event=recovered reason=expired count=%d", self.id, expired)
             wakeups.notify(wakeups.READY)
         timed_out = storage.expire_running(
             now,

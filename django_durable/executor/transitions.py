@@ -214,7 +214,7 @@ class Transitions:
                 row,
             )
             logger.info(
-                "Retrying %s %s in %.3fs (attempt %d): %s",
+                "event=retrying task=%s execution=%s delay=%.3f attempt=%d error=%r",
                 row.task_id, row.execution_id, delay, row.retry_attempts + 1, error.message,
             )
             if self._on_retry_scheduled is not None:
@@ -227,7 +227,10 @@ class Transitions:
             status = Status.CANCELLED
         else:
             status = Status.FAILED
-        logger.info("%s %s %s: %s", row.task_id, row.execution_id, status, error.message)
+        logger.info(
+            "event=%s task=%s execution=%s error=%r",
+            status, row.task_id, row.execution_id, error.message,
+        )
         self.settle(row.execution_id, {"status": status, "error": stored}, _RUNNING)
 
     def _record_success(self, row: TaskExecution, task: Task, value: Any) -> None:
@@ -237,6 +240,7 @@ class Transitions:
                 {"status": Status.COMPLETED, "output": self._serialize_output(value)},
                 _RUNNING,
             )
+            logger.debug("event=completed task=%s execution=%s", row.task_id, row.execution_id)
             return
         self._record_parent_run(row, task, _coerce_parent_result(value))
 
