@@ -507,7 +507,7 @@ def task(
     def decorate(function: Callable[..., Any]) -> Task:
         return registry.register(
             Task(
-                id=id or default_task_id(function),
+                id=default_task_id(function) if id is None else id,
                 kind=TaskKind.TASK,
                 function=function,
                 validator=make_validator(validate_input, input_schema),
@@ -539,7 +539,7 @@ def parent_task(
     def decorate(function: Callable[..., Any]) -> Task:
         return registry.register(
             Task(
-                id=id or default_task_id(function),
+                id=default_task_id(function) if id is None else id,
                 kind=TaskKind.PARENT_TASK,
                 function=function,
                 finalize=finalize,
