@@ -1,0 +1,1 @@
+"""The benchmark tasks (``benchapp/tasks.py``)."""
