@@ -351,9 +351,22 @@ class Executor:
             outcome = Success(attempt.task.call(attempt.ctx, value))
         except BaseException as error:
             outcome = Failure(error)
+        try:
+            self._finish(attempt, outcome)
         finally:
             close_old_connections()
-        self._finish(attempt, outcome)
+
+    def _submit_engine_work(self, function: Any, *args: Any) -> Any:
+        """Run ``function`` on the engine pool, releasing the thread's connection after."""
+
+        def run() -> Any:
+            try:
+                return function(*args)
+            finally:
+                close_old_connections()
+
+        assert self._engine_pool is not None
+        return self._engine_pool.submit(run)
 
     async def _run_async(self, attempt: Attempt) -> None:
         import asyncio
@@ -369,8 +382,7 @@ class Executor:
             outcome = Failure(DurableExecutionCancelledError())
         except BaseException as error:
             outcome = Failure(error)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._engine_pool, self._finish, attempt, outcome)
+        await asyncio.wrap_future(self._submit_engine_work(self._finish, attempt, outcome))
 
     def _finish(self, attempt: Attempt, outcome: Outcome) -> None:
         if not attempt.settle():
@@ -411,7 +423,7 @@ class Executor:
                 self._forget(attempt)
 
         try:
-            self._engine_pool.submit(record)
+            self._submit_engine_work(record)
         except RuntimeError:  # shutting down
             self._forget(attempt)
 
@@ -419,8 +431,7 @@ class Executor:
         assert self._transitions is not None
         for parent in parents:
             try:
-                assert self._engine_pool is not None
-                self._engine_pool.submit(self._transitions.process_children_finished, parent)
+                self._submit_engine_work(self._transitions.process_children_finished, parent)
             except RuntimeError:
                 # Shutting down: the parent's lease expires and another executor processes it.
                 pass

@@ -424,12 +424,28 @@ class Transitions:
         )
 
     def process_children_finished(self, parent: TaskExecution) -> None:
-        """Process a parent claimed because all its children finished (seed-spec §11.2)."""
+        """Process a parent claimed because all its children finished (seed-spec §11.2).
+
+        A deterministic failure (a non-retryable error, e.g. an invalid unique id for the next
+        sleeping step, or a finalize input too large) fails the parent; anything else (the
+        database went away) leaves it ``processing`` until its lease expires and it is tried
+        again.
+        """
         try:
             self._process_children_finished(parent)
         except Exception as error:
-            # Left ``processing``: the lease expires and another pass tries again.
-            logger.exception("Processing the children of %s failed: %s", parent.execution_id, error)
+            converted = convert_error(error)
+            if converted.is_retryable:
+                logger.exception(
+                    "event=children_processing_failed execution=%s", parent.execution_id
+                )
+                return
+            try:
+                self._fail_parent(parent, converted, Status.FAILED)
+            except Exception:
+                logger.exception(
+                    "event=children_processing_failed execution=%s", parent.execution_id
+                )
 
     def _process_children_finished(self, parent: TaskExecution) -> None:
         task = registry.get(parent.task_id)
