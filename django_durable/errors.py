@@ -185,7 +185,8 @@ class StoredError(dict[str, Any]):
         error = convert_error(exc)
         return cls(
             error_type=error.error_type,
-            message=error.message,
+            # PostgreSQL's jsonb cannot hold NUL characters.
+            message=error.message.replace("\x00", "\ufffd"),
             is_retryable=error.is_retryable,
             is_internal=error.is_internal,
         )

@@ -69,9 +69,7 @@ def enqueue(
     if task.kind != TaskKind.SLEEPING_TASK:
         task.validate_input(input)
     input_text = serialize(input, max_size=durable_settings.MAX_INPUT_SIZE, label="input")
-    concurrency_key = None
-    if task.concurrency_key is not None:
-        concurrency_key = str(task.concurrency_key(input))
+    concurrency_key = concurrency_key_of(task, input)
     if idempotency_key is not None:
         if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 255:
             raise DurableExecutionError(
@@ -153,9 +151,7 @@ def enqueue_many(
                 sleep_before_run=effective_sleep,
                 queue=queue,
                 priority=priority,
-                concurrency_key=(
-                    str(task.concurrency_key(value)) if task.concurrency_key is not None else None
-                ),
+                concurrency_key=concurrency_key_of(task, value),
             )
         )
     if not rows:
@@ -169,6 +165,18 @@ def enqueue_many(
         get_storage().insert_many(rows)
         wakeups.notify(wakeups.READY)
     return [TaskHandle(task.id, row.execution_id) for row in rows]
+
+
+def concurrency_key_of(task: Task, input: Any) -> str | None:
+    """The concurrency key of an execution of ``task`` with ``input`` (``None`` if none)."""
+    if task.concurrency_key is None:
+        return None
+    try:
+        return str(task.concurrency_key(input))
+    except Exception as error:
+        raise DurableExecutionError(
+            f"Could not compute the concurrency key of task {task.id}: {error}"
+        ) from error
 
 
 def _find_idempotent(task_id: str, key: str) -> str | None:

@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 300.0
+#: Longest accepted duration (timeouts, delays): 100 years.
+MAX_DURATION = 100 * 365 * 86400.0
 #: Timeout of the wrapper tasks of sequences and loops (seed: 30 s).
 WRAPPER_TIMEOUT = 30.0
 _TASK_ID_RE = re.compile(r"^[A-Za-z0-9_.]+$")
@@ -50,6 +52,11 @@ def to_seconds(value: Any, what: str, task_id: str, *, allow_zero: bool = True) 
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise DurableExecutionError(f"Invalid {what} value for task {task_id}: {value!r}")
+    if value > MAX_DURATION:
+        raise DurableExecutionError(
+            f"Invalid {what} value for task {task_id}: {value!r} (must be at most "
+            f"{MAX_DURATION} seconds)"
+        )
     if value < 0 or (not allow_zero and value == 0):
         raise DurableExecutionError(
             f"Invalid {what} value for task {task_id}: {value!r} "

@@ -30,6 +30,7 @@ from ..errors import (
     convert_error,
 )
 from ..executions import build_execution, root_of, validate_sleeping_unique_id
+from ..handles import concurrency_key_of
 from ..models import ChildrenProcessingStatus, CloseStatus, Status, TaskExecution
 from ..results import ChildSpec, ParentRef, ParentResult, ParentRunResult
 from ..serialization import deserialize, serialize
@@ -319,9 +320,8 @@ class Transitions:
             input_text = self._serialize_input(input_value)
         concurrency_key = None
         if task.concurrency_key is not None and task.kind != TaskKind.SLEEPING_TASK:
-            concurrency_key = str(
-                task.concurrency_key(input_value if input_value is not None else deserialize(input_text))
-            )
+            value = input_value if input_value is not None else deserialize(input_text)
+            concurrency_key = concurrency_key_of(task, value)
         return build_execution(
             task,
             now=now,

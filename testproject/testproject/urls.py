@@ -1,9 +1,9 @@
-"""URLs of the test project: the admin, and the django-durable API once it exists."""
+"""URLs of the test project: the admin and the django-durable API."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # path("durable/", include("django_durable.api.urls")),  # needs `include` from django.urls
+    path("durable/", include("django_durable.api.urls")),
 ]
