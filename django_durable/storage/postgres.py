@@ -1,9 +1,229 @@
-"""PostgreSQL storage: the ORM storage with claims done in one ``UPDATE … RETURNING``."""
+"""PostgreSQL storage: the hot paths as single SQL statements, the rest from the ORM storage.
+
+The claim of ready work is one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
+RETURNING *``, and recording finished executions (``update_many_by_id_and_settle``) is one
+``UPDATE … RETURNING`` per row plus one ``UPDATE … FROM (VALUES …)`` that reports all of a
+batch's children to their parents. Every statement is described where it is built; this is the
+only module with raw SQL.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+
+from ..models import FINISHED_STATUSES, CloseStatus, Status, TaskExecution
+from .base import SettleRequest, SettleResult, Update
 from .orm import OrmStorage
+
+_TABLE = TaskExecution._meta.db_table
+_FIELDS = {field.name: field for field in TaskExecution._meta.concrete_fields}
+#: Filters that guarantee an unfinished row (so ``close_status`` is still ``idle``).
+_UNFINISHED_FILTERS = ("status", "is_finished")
+
+
+def _quote(name: str | None) -> str:
+    return f'"{name}"'
 
 
 class PostgresStorage(OrmStorage):
-    """:class:`OrmStorage` for PostgreSQL (the raw-SQL fast paths live here)."""
+    """:class:`OrmStorage` with PostgreSQL statements for claiming and recording."""
+
+    def _set_clause(self, update: Update, alias: str = "") -> tuple[list[str], list[Any]]:
+        connection = connections[self.using]
+        parts, params = [], []
+        for name, value in update.items():
+            field = _FIELDS[name]
+            parts.append(f"{_quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+        return parts, params
+
+    def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
+        return list(TaskExecution.objects.using(self.using).raw(sql, params))
+
+    # -- claiming ready work -----------------------------------------------------------------
+
+    def update_by_status_and_start_at_less_than_and_return(
+        self,
+        *,
+        status: str,
+        start_at_less_than: datetime,
+        update: Update,
+        update_expires_at_with_started_at: datetime,
+        limit: int,
+        queues: Sequence[str] | None = None,
+    ) -> list[TaskExecution]:
+        """``UPDATE … SET <update>, expires_at = base + timeout WHERE id IN (SELECT … LIMIT n
+        FOR UPDATE SKIP LOCKED) RETURNING *``: claims in one statement and one round trip."""
+        if limit <= 0:
+            return []
+        sets, params = self._set_clause(update)
+        sets.append("\"expires_at\" = %s + t.\"timeout\" * interval '1 second'")
+        params.append(update_expires_at_with_started_at)
+        where = "status = %s AND start_at < %s"
+        where_params: list[Any] = [status, start_at_less_than]
+        if queues is not None:
+            where += " AND queue = ANY(%s)"
+            where_params.append(list(queues))
+        sql = (
+            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} WHERE t.id IN ("
+            f"SELECT id FROM {_TABLE} WHERE {where} "
+            "ORDER BY priority DESC, start_at, id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING t.*"
+        )
+        rows = self._raw(sql, [*params, *where_params, limit])
+        rows.sort(key=lambda row: (-row.priority, row.start_at, row.id))
+        return rows
+
+    # -- recording finished executions -----------------------------------------------------------
+
+    def update_many_by_id_and_settle(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:
+        fast = [
+            r
+            for r in requests
+            if r.update.get("status") in FINISHED_STATUSES
+            and r.filters
+            and any(key in r.filters for key in _UNFINISHED_FILTERS)
+            and r.filters.get("is_finished", False) is False
+            and "close_status" not in r.update
+        ]
+        if len(fast) != len(requests):
+            return super().update_many_by_id_and_settle(requests)
+        with self._atomic():
+            self._lock_families(requests)
+            results: list[SettleResult] = [SettleResult(updated=False) for _ in requests]
+            rows: list[TaskExecution | None] = [None] * len(requests)
+            # One statement per update shape; a row written twice in one batch goes into a
+            # second statement, so that the writes apply one after the other.
+            groups: dict[tuple[tuple[str, ...], tuple[str, ...], int], list[int]] = {}
+            seen: Counter[str] = Counter()
+            for index, request in enumerate(requests):
+                occurrence = seen[request.execution_id]
+                seen[request.execution_id] += 1
+                key = (tuple(request.update), tuple(request.filters or ()), occurrence)
+                groups.setdefault(key, []).append(index)
+            for (update_keys, filter_keys, _), indexes in sorted(
+                groups.items(), key=lambda item: item[0][2]
+            ):
+                self._finish_rows(requests, indexes, update_keys, filter_keys, results, rows)
+            self._report_to_parents(requests, results, rows)
+        return results
+
+    def _finish_rows(
+        self,
+        requests: Sequence[SettleRequest],
+        indexes: list[int],
+        update_keys: tuple[str, ...],
+        filter_keys: tuple[str, ...],
+        results: list[SettleResult],
+        rows: list[TaskExecution | None],
+    ) -> None:
+        """``UPDATE … SET <update>, close_status = ready|closed … FROM (VALUES …) v WHERE
+        execution_id = v.id AND <filters> RETURNING *``: finishes every row of a group of
+        requests with the same update and filter fields in one statement, and closes each row
+        that has nothing left to propagate (completed, or no children and no finalize)."""
+        connection = connections[self.using]
+        columns = [f"u{i}" for i in range(len(update_keys))]
+        filter_columns = [f"f{i}" for i in range(len(filter_keys))]
+        sets = [
+            f"{_quote(_FIELDS[name].column)} = v.{column}::{_FIELDS[name].db_type(connection)}"
+            for name, column in zip(update_keys, columns, strict=True)
+        ]
+        status_column = columns[update_keys.index("status")]
+        now_column = columns[update_keys.index("updated_at")]
+        close_work = (
+            f"(v.{status_column} <> '{Status.COMPLETED}' AND (t.finalize IS NOT NULL OR "
+            "(t.children IS NOT NULL AND jsonb_typeof(t.children) = 'array' "
+            "AND jsonb_array_length(t.children) > 0)))"
+        )
+        sets += [
+            f"close_status = CASE WHEN {close_work} THEN '{CloseStatus.READY}' "
+            f"ELSE '{CloseStatus.CLOSED}' END",
+            "close_expires_at = NULL",
+            f"closed_at = CASE WHEN {close_work} THEN NULL "
+            f"ELSE v.{now_column}::timestamp with time zone END",
+        ]
+        where = ["t.execution_id = v.id"] + [
+            f"t.{_quote(_FIELDS[name].column)} = v.{column}::{_FIELDS[name].db_type(connection)}"
+            for name, column in zip(filter_keys, filter_columns, strict=True)
+        ]
+        width = 1 + len(columns) + len(filter_columns)
+        values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(indexes))
+        params: list[Any] = []
+        for index in indexes:
+            request = requests[index]
+            params.append(request.execution_id)
+            for name in update_keys:
+                params.append(_FIELDS[name].get_db_prep_save(request.update[name], connection))
+            for name in filter_keys:
+                params.append((request.filters or {})[name])  # type: ignore[literal-required]
+        sql = (
+            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} "
+            f"FROM (VALUES {values}) AS v({', '.join(['id', *columns, *filter_columns])}) "
+            f"WHERE {' AND '.join(where)} RETURNING t.*"
+        )
+        by_id = {row.execution_id: row for row in self._raw(sql, params)}
+        for index in indexes:
+            request = requests[index]
+            row = by_id.get(request.execution_id)
+            if row is None:
+                continue
+            result = results[index] = SettleResult(
+                updated=True, needs_close=row.close_status == CloseStatus.READY
+            )
+            rows[index] = row
+            if row.is_finalize_of_parent and row.parent_execution_id and not result.needs_close:
+                now: datetime = request.update["updated_at"]
+                self._hand_result_to_parent(row, now, request.processing_expires_at, result)
+
+    def _report_to_parents(
+        self,
+        requests: Sequence[SettleRequest],
+        results: list[SettleResult],
+        rows: list[TaskExecution | None],
+    ) -> None:
+        """``UPDATE … SET active_children_count = active_children_count - v.n, <claim the parent
+        for processing when it reaches 0> FROM (VALUES …) v WHERE execution_id = v.parent``."""
+        decrements: Counter[str] = Counter()
+        owner: dict[str, int] = {}
+        for index, row in enumerate(rows):
+            if row is None:
+                continue
+            if row.parent_execution_id and not row.is_finalize_of_parent:
+                decrements[row.parent_execution_id] += 1
+                owner.setdefault(row.parent_execution_id, index)
+        if not decrements:
+            return
+        now = requests[0].update["updated_at"]
+        lease = requests[0].processing_expires_at
+        values = ", ".join(["(%s, %s)"] * len(decrements))
+        value_params: list[Any] = []
+        for parent_id in sorted(decrements):
+            value_params += [parent_id, decrements[parent_id]]
+        claim = (
+            "t.active_children_count - v.n = 0 AND t.status = 'waiting_for_children' "
+            "AND t.on_children_finished_processing_status = 'idle' AND %s::timestamptz IS NOT NULL"
+        )
+        sql = (
+            f"UPDATE {_TABLE} AS t SET active_children_count = t.active_children_count - v.n, "
+            "updated_at = %s, "
+            f"on_children_finished_processing_status = CASE WHEN {claim} THEN 'processing' "
+            "ELSE t.on_children_finished_processing_status END, "
+            f"on_children_finished_processing_expires_at = CASE WHEN {claim} THEN %s "
+            "ELSE t.on_children_finished_processing_expires_at END "
+            f"FROM (VALUES {values}) AS v(parent_id, n) WHERE t.execution_id = v.parent_id "
+            "RETURNING t.*"
+        )
+        parents = self._raw(sql, [now, lease, lease, lease, *value_params])
+        for parent in parents:
+            claimed = (
+                lease is not None
+                and parent.on_children_finished_processing_status == "processing"
+                and parent.on_children_finished_processing_expires_at == lease
+                and parent.active_children_count == 0
+            )
+            if claimed:
+                results[owner[parent.execution_id]].parents_to_process.append(parent)
