@@ -165,6 +165,22 @@ ensure_postgres_installed() {
     [ -n "$PG_BIN" ] || die "PostgreSQL was installed but /usr/lib/postgresql/*/bin/pg_ctl is still missing"
 }
 
+# Debian packages some tests drive for real: Chromium (admin browser test) and Redis (Celery).
+ensure_system_packages() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        warn "missing ${missing[*]} (needs root and apt-get): the tests that need them will fail"
+        return 0
+    fi
+    log "Installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" || die "apt-get install ${missing[*]} failed"
+}
+
 free_port() {
     "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -251,6 +267,7 @@ pytest_run() {
     local -a envs=(-u DATABASE_URL "SQLITE_TEST_DIR=$RUN_TMP/sqlite-$label")
     mkdir -p "$RUN_TMP/sqlite-$label"
     [ "$db" = postgres ] && envs=("${PG_ENV[@]}")
+    envs+=("DURABLE_REQUIRE_BROWSER=1")
     env "${envs[@]}" "$venv/bin/python" -m pytest --junitxml="$ARTIFACTS/junit-$label.xml" \
         "${PYTEST_ARGS[@]}"
     rc=$?
@@ -291,6 +308,7 @@ else
     fi
 fi
 
+step "system packages (Chromium, Redis)" ensure_system_packages
 step "start PostgreSQL" start_postgres
 
 step "pytest py311-django52-sqlite" pytest_run "$VENV" py311-django52-sqlite sqlite
