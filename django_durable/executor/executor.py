@@ -318,8 +318,10 @@ class Executor:
         )
         attempt = Attempt(row, task, ctx)
         with self._running_lock:
-            if row.execution_id in self._running:
-                return
+            previous = self._running.get(row.execution_id)
+            if previous is not None and not previous.settled:
+                return  # cannot happen: a claim needs a ready row, which only a recorded end makes
+            # A retry claimed before the previous attempt left the map replaces it.
             self._running[row.execution_id] = attempt
         assert self._scheduler is not None
         attempt.timer = self._scheduler.call_later(row.timeout, lambda: self._on_timeout(attempt))
@@ -397,7 +399,8 @@ class Executor:
 
     def _forget(self, attempt: Attempt) -> None:
         with self._idle:
-            self._running.pop(attempt.row.execution_id, None)
+            if self._running.get(attempt.row.execution_id) is attempt:
+                del self._running[attempt.row.execution_id]
             self._idle.notify_all()
         if self._claim_loop is not None:
             self._claim_loop.wake()
