@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from . import wakeups
@@ -195,7 +195,12 @@ def _insert(row: TaskExecution) -> None:
             TaskExecution.objects.bulk_create([row])
         transaction.on_commit(lambda: wakeups.notify(wakeups.READY))
         return
-    get_storage().insert_many([row])
+    try:
+        get_storage().insert_many([row])
+    except IntegrityError:
+        raise
+    except DatabaseError as error:
+        raise convert_error(error) from error
     wakeups.notify(wakeups.READY)
 
 
@@ -265,7 +270,10 @@ class TaskHandle:
 
     def get_execution(self) -> ExecutionSnapshot:
         """The execution now; :class:`DurableExecutionNotFoundError` if it no longer exists."""
-        row = get_storage().get_by_id(self.execution_id)
+        try:
+            row = get_storage().get_by_id(self.execution_id)
+        except DatabaseError as error:
+            raise convert_error(error) from error
         if row is None:
             raise DurableExecutionNotFoundError(
                 f"Task execution not found [executionId={self.execution_id}]"
