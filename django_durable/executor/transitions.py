@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from .. import wakeups
@@ -41,6 +43,8 @@ from ..tasks import RetryOptions, Task, TaskKind, coerce_retry, registry, to_sec
 logger = logging.getLogger("django_durable.executor")
 
 DUMMY_EXECUTION_ID = "dummy"
+#: How long the result of an attempt is retried while the database is unreachable.
+RECORD_RETRY_SECONDS = 120.0
 _RUNNING: Filters = {"status": Status.RUNNING}
 _WAITING_FOR_CHILDREN: Filters = {"status": Status.WAITING_FOR_CHILDREN}
 
@@ -166,16 +170,51 @@ class Transitions:
     # -- attempts ----------------------------------------------------------------------------
 
     def record_outcome(self, row: TaskExecution, task: Task | None, outcome: Outcome) -> None:
-        """Record the end of an attempt of ``row`` (claimed, ``running``)."""
+        """Record the end of an attempt of ``row`` (claimed, ``running``).
+
+        While the database is unreachable (a restart, a failover) the write is tried again with
+        backoff for up to ``RECORD_RETRY_SECONDS``: a result is not given up lightly. Every
+        write filters on ``status = running``, so a write that did commit before the
+        connection broke makes the repeated one a no-op.
+        """
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                self._record_outcome(row, task, outcome)
+                return
+            except (OperationalError, InterfaceError) as error:
+                if time.monotonic() >= deadline:
+                    logger.error(
+                        "event=record_failed execution=%s error=%r: it stays running until it "
+                        "expires",
+                        row.execution_id,
+                        str(error),
+                    )
+                    return
+                logger.warning(
+                    "event=record_retry execution=%s delay=%.2f error=%r",
+                    row.execution_id,
+                    delay,
+                    str(error),
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _record_outcome(self, row: TaskExecution, task: Task | None, outcome: Outcome) -> None:
         try:
             if isinstance(outcome, Success):
                 assert task is not None
                 try:
                     self._record_success(row, task, outcome.value)
+                except (OperationalError, InterfaceError):
+                    raise
                 except Exception as error:
                     self.record_failure(row, error)
             else:
                 self.record_failure(row, outcome.error)
+        except (OperationalError, InterfaceError):
+            raise
         except Exception as error:
             logger.exception("Recording the result of %s failed", row.execution_id)
             try:
