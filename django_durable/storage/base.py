@@ -115,9 +115,7 @@ class TaskExecutionsStorage(abc.ABC):
         """Update each row and insert its children only if the row was updated."""
 
     @abc.abstractmethod
-    def update_many_by_id_and_settle(
-        self, requests: Sequence[SettleRequest]
-    ) -> list[SettleResult]:
+    def update_many_by_id_and_settle(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:
         """Update each row; when that finished it, settle it with its family atomically.
 
         Settling a finished row: a child decrements its parent's active children count (and
@@ -174,7 +172,10 @@ class TaskExecutionsStorage(abc.ABC):
 
     @abc.abstractmethod
     def update_by_on_children_finished_processing_expires_at_less_than(
-        self, *, on_children_finished_processing_expires_at_less_than: datetime, update: Update,
+        self,
+        *,
+        on_children_finished_processing_expires_at_less_than: datetime,
+        update: Update,
         limit: int,
     ) -> int:
         """Update rows whose children-processing lease expired; return how many."""

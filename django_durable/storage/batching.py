@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -66,6 +65,7 @@ class BatchProcessor(Generic[InputT, OutputT]):
         self._running = False
         self._stopping = False
         self._skipped = 0
+        self._stop = threading.Event()
 
     @property
     def is_running(self) -> bool:
@@ -86,6 +86,7 @@ class BatchProcessor(Generic[InputT, OutputT]):
         """Process what is pending, stop the thread; later requests run directly."""
         with self._condition:
             self._stopping = True
+            self._stop.set()
             self._condition.notify_all()
             thread = self._thread
         if thread is not None:
@@ -94,7 +95,7 @@ class BatchProcessor(Generic[InputT, OutputT]):
             self._running = False
             leftover, self._pending = self._pending, []
         if leftover:
-            self._run_batch(leftover)
+            self._start_batch(leftover)
 
     def submit(self, item: InputT, *, weight: int = 1, batch: bool = True) -> Future[OutputT]:
         """Queue ``item``; the future resolves with its result once its batch committed."""
@@ -104,7 +105,7 @@ class BatchProcessor(Generic[InputT, OutputT]):
                 self._pending.append(request)
                 self._condition.notify()
                 return request.future
-        self._run_batch([request])
+        self._start_batch([request])
         return request.future
 
     def request(self, item: InputT, *, weight: int = 1, batch: bool = True) -> OutputT:
@@ -148,11 +149,20 @@ class BatchProcessor(Generic[InputT, OutputT]):
                     self._skipped = 0
                     batches = self._take_batches()
                 for batch in batches:
-                    self._run_batch(batch)
+                    self._start_batch(batch)
                 if self.interval > 0:
-                    time.sleep(self.interval)
+                    # Sleep between batches, but not through a shutdown.
+                    self._stop.wait(self.interval)
         finally:
             connections.close_all()
+
+    def _start_batch(self, batch: list[_Request[InputT, OutputT]]) -> None:
+        # A caller may have cancelled its future (an awaiting coroutine that was cancelled
+        # cancels it through ``asyncio.wrap_future``): drop it, and mark the others running so
+        # that they can no longer be cancelled while their results are set.
+        started = [request for request in batch if request.future.set_running_or_notify_cancel()]
+        if started:
+            self._run_batch(started)
 
     def _run_batch(self, batch: list[_Request[InputT, OutputT]]) -> None:
         try:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import (
+    DatabaseError,
     DataError,
     IntegrityError,
     InterfaceError,
@@ -102,7 +103,9 @@ class StorageLayer:
             s.update_many_by_id_and_insert_children_if_updated,
             100,
         )
-        self._settle = processor("update_many_by_id_and_settle", s.update_many_by_id_and_settle, 100)
+        self._settle = processor(
+            "update_many_by_id_and_settle", s.update_many_by_id_and_settle, 100
+        )
         self._get_children = processor(
             "get_many_by_parent_execution_id", s.get_many_by_parent_execution_id, 3
         )
@@ -138,6 +141,16 @@ class StorageLayer:
 
     # -- retries and stats -------------------------------------------------------------------
 
+    def _in_transaction(self) -> bool:
+        """Whether the calling thread is inside ``transaction.atomic()`` on our database."""
+        return connections[self.using].in_atomic_block
+
+    def _batch(self, eligible: bool = True) -> bool:
+        # Inside the caller's transaction the call must run on the caller's connection: a batch
+        # thread would write outside that transaction (not rolled back with it) and, on SQLite,
+        # wait for the write lock that the caller holds while the caller waits for it.
+        return eligible and not self._in_transaction()
+
     def _call(self, name: str, function: Callable[[], T]) -> T:
         attempt = 0
         while True:
@@ -147,8 +160,14 @@ class StorageLayer:
             except Exception as error:
                 if attempt >= self.max_retries or not is_retryable_storage_error(error):
                     raise
+                if isinstance(error, DatabaseError) and self._in_transaction():
+                    # The caller's transaction may be broken: it decides what happens next.
+                    raise
                 logger.warning(
-                    "Storage operation %s failed (attempt %d), retrying: %s", name, attempt + 1, error
+                    "Storage operation %s failed (attempt %d), retrying: %s",
+                    name,
+                    attempt + 1,
+                    error,
                 )
                 self._recover_connection(error)
                 time.sleep(min(0.025 * 2**attempt, 1.0))
@@ -167,7 +186,7 @@ class StorageLayer:
     # -- reads -------------------------------------------------------------------------------
 
     def get_by_id(self, execution_id: str, filters: Filters | None = None) -> TaskExecution | None:
-        return self._get.request(GetByIdRequest(execution_id, filters))  # type: ignore[no-any-return]
+        return self._get.request(GetByIdRequest(execution_id, filters), batch=self._batch())
 
     def get_many_by_id(self, execution_ids: Sequence[str]) -> list[TaskExecution | None]:
         requests = [GetByIdRequest(execution_id) for execution_id in execution_ids]
@@ -180,7 +199,7 @@ class StorageLayer:
         )
 
     def get_by_parent_execution_id(self, parent_execution_id: str) -> list[TaskExecution]:
-        return self._get_children.request(parent_execution_id)  # type: ignore[no-any-return]
+        return self._get_children.request(parent_execution_id, batch=self._batch())
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -190,7 +209,7 @@ class StorageLayer:
         self._insert.request(
             list(executions),
             weight=len(executions),
-            batch=len(executions) <= MAX_BATCHED_ROWS,
+            batch=self._batch(len(executions) <= MAX_BATCHED_ROWS),
         )
 
     def update_by_id(
@@ -203,7 +222,10 @@ class StorageLayer:
     ) -> None:
         if execution is not None:
             update = with_finalize_close(update, execution.is_finalize_of_parent)
-        self._update.request(UpdateByIdRequest(execution_id, derive_update(now, update), filters))
+        self._update.request(
+            UpdateByIdRequest(execution_id, derive_update(now, update), filters),
+            batch=self._batch(),
+        )
 
     def settle_by_id(
         self,
@@ -217,7 +239,7 @@ class StorageLayer:
         request = SettleRequest(
             execution_id, derive_update(now, update), filters, processing_expires_at
         )
-        return self._settle.request(request)  # type: ignore[no-any-return]
+        return self._settle.request(request, batch=self._batch())
 
     def update_by_id_and_insert_children(
         self,
@@ -237,14 +259,17 @@ class StorageLayer:
             execution_id, derive_update(now, update), list(children), filters
         )
         self._spawn.request(
-            request, weight=len(children), batch=len(children) <= MAX_BATCHED_ROWS
+            request,
+            weight=len(children),
+            batch=self._batch(len(children) <= MAX_BATCHED_ROWS),
         )
 
     def update_by_parent_execution_id_and_is_finished(
         self, now: datetime, parent_execution_id: str, is_finished: bool, update: Update
     ) -> None:
         self._update_children.request(
-            UpdateByParentRequest(parent_execution_id, is_finished, derive_update(now, update))
+            UpdateByParentRequest(parent_execution_id, is_finished, derive_update(now, update)),
+            batch=self._batch(),
         )
 
     # -- claims and sweeps (never batched) -----------------------------------------------------
@@ -289,11 +314,13 @@ class StorageLayer:
         s = self.storage
         return self._call(
             "update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return",
-            lambda: s.update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(  # noqa: E501
-                status="waiting_for_children",
-                on_children_finished_processing_status="idle",
-                update=update,
-                limit=limit,
+            lambda: (
+                s.update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(
+                    status="waiting_for_children",
+                    on_children_finished_processing_status="idle",
+                    update=update,
+                    limit=limit,
+                )
             ),
         )
 
@@ -304,8 +331,10 @@ class StorageLayer:
         s = self.storage
         return self._call(
             "update_and_decrement_parent_active_children_count_by_is_finished_and_close_status",
-            lambda: s.update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(  # noqa: E501
-                is_finished=True, close_status="idle", update=update, limit=limit
+            lambda: (
+                s.update_and_decrement_parent_active_children_count_by_is_finished_and_close_status(
+                    is_finished=True, close_status="idle", update=update, limit=limit
+                )
             ),
         )
 
@@ -364,7 +393,9 @@ class StorageLayer:
             ),
         )
 
-    def claim_cancellations(self, now: datetime, *, executor_id: str, limit: int) -> list[TaskExecution]:
+    def claim_cancellations(
+        self, now: datetime, *, executor_id: str, limit: int
+    ) -> list[TaskExecution]:
         if limit <= 0:
             return []
         update = derive_update(now, {"needs_promise_cancellation": False})

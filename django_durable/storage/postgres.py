@@ -192,33 +192,41 @@ class PostgresStorage(OrmStorage):
         for index, row in enumerate(rows):
             if row is None:
                 continue
-            if row.parent_execution_id and not row.is_finalize_of_parent:
-                decrements[row.parent_execution_id] += 1
-                owner.setdefault(row.parent_execution_id, index)
+            parent_id = row.parent_execution_id
+            if parent_id and not row.is_finalize_of_parent:
+                decrements[parent_id] += 1
+                # A batch mixes requests with and without a lease (a cancel has none): the
+                # parent goes to a request that brought a lease, whose caller processes it.
+                if parent_id not in owner or (
+                    requests[owner[parent_id]].processing_expires_at is None
+                    and requests[index].processing_expires_at is not None
+                ):
+                    owner[parent_id] = index
         if not decrements:
             return
         now = requests[0].update["updated_at"]
-        lease = requests[0].processing_expires_at
-        values = ", ".join(["(%s, %s)"] * len(decrements))
+        values = ", ".join(["(%s, %s, %s::timestamptz)"] * len(decrements))
         value_params: list[Any] = []
         for parent_id in sorted(decrements):
-            value_params += [parent_id, decrements[parent_id]]
+            lease = requests[owner[parent_id]].processing_expires_at
+            value_params += [parent_id, decrements[parent_id], lease]
         claim = (
             "t.active_children_count - v.n = 0 AND t.status = 'waiting_for_children' "
-            "AND t.on_children_finished_processing_status = 'idle' AND %s::timestamptz IS NOT NULL"
+            "AND t.on_children_finished_processing_status = 'idle' AND v.lease IS NOT NULL"
         )
         sql = (
             f"UPDATE {_TABLE} AS t SET active_children_count = t.active_children_count - v.n, "
             "updated_at = %s, "
             f"on_children_finished_processing_status = CASE WHEN {claim} THEN 'processing' "
             "ELSE t.on_children_finished_processing_status END, "
-            f"on_children_finished_processing_expires_at = CASE WHEN {claim} THEN %s "
+            f"on_children_finished_processing_expires_at = CASE WHEN {claim} THEN v.lease "
             "ELSE t.on_children_finished_processing_expires_at END "
-            f"FROM (VALUES {values}) AS v(parent_id, n) WHERE t.execution_id = v.parent_id "
+            f"FROM (VALUES {values}) AS v(parent_id, n, lease) WHERE t.execution_id = v.parent_id "
             "RETURNING t.*"
         )
-        parents = self._raw(sql, [now, lease, lease, lease, *value_params])
+        parents = self._raw(sql, [now, *value_params])
         for parent in parents:
+            lease = requests[owner[parent.execution_id]].processing_expires_at
             claimed = (
                 lease is not None
                 and parent.on_children_finished_processing_status == "processing"
