@@ -13,8 +13,11 @@ class DurableConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks  # noqa: F401  (registers the system checks)
-        from . import conf, db
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            conf,
+            db,
+        )
 
         conf.connect_signals()
         db.connect_signals()

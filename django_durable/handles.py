@@ -58,7 +58,9 @@ def enqueue(
         unique_id = validate_sleeping_unique_id(task, input)
         input = None
     effective_timeout = (
-        task.timeout if timeout is None else to_seconds(timeout, "timeout", task.id, allow_zero=False)
+        task.timeout
+        if timeout is None
+        else to_seconds(timeout, "timeout", task.id, allow_zero=False)
     )
     effective_retry = task.retry if retry is None else coerce_retry(retry, task.id)
     effective_sleep = (
@@ -71,7 +73,11 @@ def enqueue(
     input_text = serialize(input, max_size=durable_settings.MAX_INPUT_SIZE, label="input")
     concurrency_key = concurrency_key_of(task, input)
     if idempotency_key is not None:
-        if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 255:
+        if (
+            not isinstance(idempotency_key, str)
+            or not idempotency_key
+            or len(idempotency_key) > 255
+        ):
             raise DurableExecutionError(
                 f"idempotency_key must be a non-empty string of at most 255 characters "
                 f"[taskId={task.id}]"
@@ -129,7 +135,9 @@ def enqueue_many(
             for unique_id in inputs
         ]
     effective_timeout = (
-        task.timeout if timeout is None else to_seconds(timeout, "timeout", task.id, allow_zero=False)
+        task.timeout
+        if timeout is None
+        else to_seconds(timeout, "timeout", task.id, allow_zero=False)
     )
     effective_retry = task.retry if retry is None else coerce_retry(retry, task.id)
     effective_sleep = (

@@ -204,7 +204,7 @@ def _describe_validation_error(error: Any) -> str:
                     for line in _describe_validation_error(message).splitlines():
                         lines.append(f"{line}\n  → at {field}" if "→" not in line else line)
                 else:
-                    lines.append(f"× {message}\n  → at {field}")
+                    lines.append(f"× {message}\n  → at {field}")  # noqa: RUF001
         return "\n".join(lines)
     if isinstance(error, list):
         return "\n".join(_describe_validation_error(item) for item in error)
@@ -234,15 +234,16 @@ def make_validator(
                     lines = []
                     for item in errors():
                         path = ".".join(str(part) for part in item.get("loc", ()))
-                        lines.append(f"× {item.get('msg')}" + (f"\n  → at {path}" if path else ""))
+                        lines.append(f"× {item.get('msg')}" + (f"\n  → at {path}" if path else ""))  # noqa: RUF001
                     raise ValueError("\n".join(lines)) from None
                 raise
 
         return validate_with_pydantic
     if inspect.isclass(input_schema) and hasattr(input_schema, "is_valid"):  # a DRF serializer
+        schema_class: Any = input_schema
 
         def validate_with_serializer(value: Any) -> Any:
-            serializer = input_schema(data=value)
+            serializer = schema_class(data=value)
             if not serializer.is_valid():
                 raise ValueError(_describe_validation_error(serializer.errors))
             data = serializer.validated_data
@@ -292,9 +293,7 @@ class Task:
                     f"Finalize task cannot be a sleeping task [taskId={finalize.id}]"
                 )
         elif finalize is not None and not callable(finalize):
-            raise DurableExecutionError(
-                f"finalize must be a function or a task [taskId={self.id}]"
-            )
+            raise DurableExecutionError(f"finalize must be a function or a task [taskId={self.id}]")
         self.finalize = finalize
         self.steps = tuple(steps)
         if not isinstance(queue, str) or not queue:
@@ -567,9 +566,7 @@ def sleeping_task(*, id: str, timeout: Any, **options: Any) -> Task:
     common = _common_options(options)
     common.pop("retry", None)
     common.pop("sleep_before_run", None)
-    return registry.register(
-        Task(id=id, kind=TaskKind.SLEEPING_TASK, timeout=timeout, **common)
-    )
+    return registry.register(Task(id=id, kind=TaskKind.SLEEPING_TASK, timeout=timeout, **common))
 
 
 def sequential_tasks(

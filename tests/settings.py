@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
-SECRET_KEY = "django-durable-tests"  # noqa: S105
+SECRET_KEY = "django-durable-tests"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -81,12 +81,22 @@ else:
         }
     }
 
+# Worker subprocesses started by the tests (tests/commands) are not under pytest: they connect
+# to the test database by its real name, given here.
+if os.environ.get("DURABLE_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["DURABLE_TEST_DB_NAME"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
 
 DURABLE = {
     "POLL_INTERVAL": 0.05,
 }
+# ... and take their short intervals (heartbeat, expiry leeway) as JSON.
+if os.environ.get("DURABLE_TEST_SETTINGS"):
+    import json
+
+    DURABLE.update(json.loads(os.environ["DURABLE_TEST_SETTINGS"]))
 
 LOGGING = {
     "version": 1,

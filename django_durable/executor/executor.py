@@ -29,8 +29,8 @@ from ..errors import (
     StoredError,
 )
 from ..executions import row_parent, row_root
-from ..notify import Listener, supports_notify
 from ..models import Status, TaskExecution, generate_executor_id
+from ..notify import Listener, supports_notify
 from ..results import ParentRunResult
 from ..serialization import deserialize
 from ..storage import get_storage
@@ -49,7 +49,7 @@ __all__ = ["Executor"]
 class Attempt:
     """One in-process attempt of a claimed execution."""
 
-    __slots__ = ("ctx", "lock", "row", "settled", "task", "timer", "async_task")
+    __slots__ = ("async_task", "ctx", "lock", "row", "settled", "task", "timer")
 
     def __init__(self, row: TaskExecution, task: Task | None, ctx: TaskContext) -> None:
         self.row = row
@@ -156,7 +156,8 @@ class Executor:
         self._scheduler = DeadlineScheduler(f"durable-deadlines-{self.id}")
         self._async = AsyncLoopThread(f"durable-asyncio-{self.id}")
         self._task_pool = ThreadPoolExecutor(
-            max_workers=config.max_concurrent_executions, thread_name_prefix=f"durable-task-{self.id}"
+            max_workers=config.max_concurrent_executions,
+            thread_name_prefix=f"durable-task-{self.id}",
         )
         self._engine_pool = ThreadPoolExecutor(
             max_workers=8, thread_name_prefix=f"durable-engine-{self.id}"
@@ -241,9 +242,13 @@ class Executor:
         Works without :meth:`start`; parents claimed on the way are processed inline.
         """
         if self._transitions is None:
-            self._transitions = self._make_transitions(
-                lambda parents: [self._transitions.process_children_finished(p) for p in parents]  # type: ignore[union-attr]
-            )
+
+            def process_inline(parents: list[TaskExecution]) -> None:
+                assert self._transitions is not None
+                for parent in parents:
+                    self._transitions.process_children_finished(parent)
+
+            self._transitions = self._make_transitions(process_inline)
         counts = {"expired": 0, "children": 0, "closed": 0}
         for name, iteration in (
             ("expired", self._expire_iteration),
@@ -480,9 +485,7 @@ class Executor:
                 if attempt.timer is not None and self._scheduler is not None:
                     self._scheduler.cancel(attempt.timer)
                 self._forget(attempt)
-                logger.info(
-                    "executor=%s event=cancelled execution=%s", self.id, row.execution_id
-                )
+                logger.info("executor=%s event=cancelled execution=%s", self.id, row.execution_id)
         return len(rows) >= limit
 
     def _expire_iteration(self) -> bool:

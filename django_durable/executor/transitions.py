@@ -255,7 +255,11 @@ class Transitions:
             )
             logger.info(
                 "event=retrying task=%s execution=%s delay=%.3f attempt=%d error=%r",
-                row.task_id, row.execution_id, delay, row.retry_attempts + 1, error.message,
+                row.task_id,
+                row.execution_id,
+                delay,
+                row.retry_attempts + 1,
+                error.message,
             )
             if self._on_retry_scheduled is not None:
                 self._on_retry_scheduled(delay)
@@ -269,7 +273,10 @@ class Transitions:
             status = Status.FAILED
         logger.info(
             "event=%s task=%s execution=%s error=%r",
-            status, row.task_id, row.execution_id, error.message,
+            status,
+            row.task_id,
+            row.execution_id,
+            error.message,
         )
         self.settle(row.execution_id, {"status": status, "error": stored}, _RUNNING)
 
@@ -341,7 +348,9 @@ class Transitions:
         input_value: Any = None,
         input_text: str | None = None,
     ) -> TaskExecution:
-        timeout = task.timeout if spec.timeout is None else to_seconds(spec.timeout, "timeout", task.id)
+        timeout = (
+            task.timeout if spec.timeout is None else to_seconds(spec.timeout, "timeout", task.id)
+        )
         retry = task.retry if spec.retry is None else coerce_retry(spec.retry, task.id)
         sleep = (
             task.sleep_before_run
@@ -370,9 +379,7 @@ class Transitions:
             sleep_before_run=sleep,
             sleeping_task_unique_id=unique_id,
             root=root_of(parent),
-            parent=ParentRef(
-                parent.task_id, parent.execution_id, index, count == 1, False
-            ),
+            parent=ParentRef(parent.task_id, parent.execution_id, index, count == 1, False),
             concurrency_key=concurrency_key,
         )
 
@@ -451,7 +458,9 @@ class Transitions:
 
     # -- parents whose children finished -------------------------------------------------------
 
-    def _fail_parent(self, parent: TaskExecution, error: DurableExecutionError, status: str) -> None:
+    def _fail_parent(
+        self, parent: TaskExecution, error: DurableExecutionError, status: str
+    ) -> None:
         self.settle(
             parent.execution_id,
             {
@@ -519,9 +528,7 @@ class Transitions:
         run_output = deserialize(parent.run_output) if parent.run_output is not None else None
         finalize_input = {"output": run_output, "children": records}
         now = timezone.now()
-        processed = {
-            "on_children_finished_processing_status": ChildrenProcessingStatus.PROCESSED
-        }
+        processed = {"on_children_finished_processing_status": ChildrenProcessingStatus.PROCESSED}
         if task.finalize is None:
             self.settle(
                 parent.execution_id,
@@ -581,9 +588,7 @@ class Transitions:
                 Status.FAILED,
             )
             return
-        processed = {
-            "on_children_finished_processing_status": ChildrenProcessingStatus.PROCESSED
-        }
+        processed = {"on_children_finished_processing_status": ChildrenProcessingStatus.PROCESSED}
         if previous.status != Status.COMPLETED:
             message = (previous.error or {}).get("message") or "Unknown error"
             self._fail_parent(
@@ -620,7 +625,9 @@ class Transitions:
             next_index,
             len(summaries),
             now,
-            input_text=previous.output if previous.output is not None else self._serialize_input(None),
+            input_text=previous.output
+            if previous.output is not None
+            else self._serialize_input(None),
         )
         summaries[next_index] = {"task_id": step_task.id, "execution_id": step.execution_id}
         self.storage.update_by_id_and_insert_children(

@@ -62,7 +62,7 @@ class PostgresStorage(OrmStorage):
         if limit <= 0:
             return []
         sets, params = self._set_clause(update)
-        sets.append("\"expires_at\" = %s + t.\"timeout\" * interval '1 second'")
+        sets.append('"expires_at" = %s + t."timeout" * interval \'1 second\'')
         params.append(update_expires_at_with_started_at)
         where = "status = %s AND start_at < %s"
         where_params: list[Any] = [status, start_at_less_than]

@@ -22,7 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--input", type=json_value, default=None, help="The input, as JSON.")
         parser.add_argument("--wait", action="store_true", help="Wait until it finished.")
         parser.add_argument(
-            "--timeout", type=non_negative_float, default=None, help="Give up waiting after this many seconds."
+            "--timeout",
+            type=non_negative_float,
+            default=None,
+            help="Give up waiting after this many seconds.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -21,12 +21,17 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--once", action="store_true", help="Sweep until nothing is left, then exit.")
+        parser.add_argument(
+            "--once", action="store_true", help="Sweep until nothing is left, then exit."
+        )
         parser.add_argument(
             "--poll-interval",
             type=non_negative_float,
             default=None,
-            help="Seconds between sweeps when nothing wakes them (default: DURABLE['POLL_INTERVAL']).",
+            help=(
+                "Seconds between sweeps when nothing wakes them "
+                "(default: DURABLE['POLL_INTERVAL'])."
+            ),
         )
         parser.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper)
 

@@ -51,18 +51,25 @@ class Command(BaseCommand):
             action="store_true",
             help="Do not run the sweepers here (run durable_sweep elsewhere).",
         )
-        parser.add_argument("--executor-id", default=None, help="Id of this worker (default: random de_…).")
+        parser.add_argument(
+            "--executor-id", default=None, help="Id of this worker (default: random de_…)."
+        )
         parser.add_argument(
             "--shutdown-timeout",
             type=non_negative_float,
             default=None,
-            help="Grace period in seconds for running work at stop (default: DURABLE['SHUTDOWN_TIMEOUT']).",
+            help=(
+                "Grace period in seconds for running work at stop "
+                "(default: DURABLE['SHUTDOWN_TIMEOUT'])."
+            ),
         )
         parser.add_argument(
             "--poll-interval",
             type=non_negative_float,
             default=None,
-            help="Seconds between polls when no wake-up arrives (default: DURABLE['POLL_INTERVAL']).",
+            help=(
+                "Seconds between polls when no wake-up arrives (default: DURABLE['POLL_INTERVAL'])."
+            ),
         )
         parser.add_argument(
             "--log-level",
