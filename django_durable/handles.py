@@ -323,13 +323,13 @@ class TaskHandle:
 
     async def aget_execution(self) -> ExecutionSnapshot:
         """Async twin of :meth:`get_execution`."""
-        return await sync_to_async(self.get_execution, thread_sensitive=False)()
+        return await sync_to_async(self.get_execution, thread_sensitive=True)()
 
     async def await_finished(
         self, timeout: float | timedelta | None = None, *, poll_interval: float | None = None
     ) -> ExecutionSnapshot:
         """Async twin of :meth:`wait`."""
-        return await sync_to_async(self.wait, thread_sensitive=False)(
+        return await sync_to_async(self.wait, thread_sensitive=True)(
             timeout, poll_interval=poll_interval
         )
 
@@ -338,7 +338,7 @@ class TaskHandle:
 
     async def acancel(self) -> None:
         """Async twin of :meth:`cancel`."""
-        await sync_to_async(self.cancel, thread_sensitive=False)()
+        await sync_to_async(self.cancel, thread_sensitive=True)()
 
 
 def wakeup_sleeping_task(
@@ -412,6 +412,6 @@ async def awakeup_sleeping_task(
     task: Task | str, unique_id: str, **options: Any
 ) -> ExecutionSnapshot:
     """Async twin of :func:`wakeup_sleeping_task`."""
-    return await sync_to_async(wakeup_sleeping_task, thread_sensitive=False)(
+    return await sync_to_async(wakeup_sleeping_task, thread_sensitive=True)(
         task, unique_id, **options
     )

@@ -395,7 +395,7 @@ class Task:
         """Async twin of :meth:`enqueue`."""
         from asgiref.sync import sync_to_async
 
-        return await sync_to_async(self.enqueue, thread_sensitive=False)(input, **options)
+        return await sync_to_async(self.enqueue, thread_sensitive=True)(input, **options)
 
 
 class TaskRegistry:

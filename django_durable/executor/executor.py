@@ -69,6 +69,23 @@ class Attempt:
             return True
 
 
+class _LocalRunner:
+    """The :class:`~.transitions.LocalRunner` side of an :class:`Executor`."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self.executor_id = executor.id
+
+    def reserve(self, row: TaskExecution) -> bool:
+        return self._executor._reserve_local(row)
+
+    def start(self, row: TaskExecution) -> None:
+        self._executor._start_local(row)
+
+    def release(self) -> None:
+        self._executor._release_local()
+
+
 class Executor:
     """Runs durable executions from the database.
 
@@ -95,6 +112,7 @@ class Executor:
         self._run_sweepers = sweepers
         self._claim = claim
         self._expedite = threading.Event()
+        self._reserved = 0
         self.shutdown_signal = Signal()
         self._running: dict[str, Attempt] = {}
         self._running_lock = threading.Lock()
@@ -234,7 +252,31 @@ class Executor:
             self.config,
             on_parents_claimed=on_parents_claimed,
             on_retry_scheduled=self._wake_claim_after,
+            local_runner=_LocalRunner(self) if self._claim else None,
         )
+
+    # -- running new executions without claiming them ------------------------------------------
+
+    def _reserve_local(self, row: TaskExecution) -> bool:
+        """Whether this executor can run ``row`` now (queue, capacity, not stopping)."""
+        if self._shut_down or not self._started or row.sleep_before_run > 0:
+            return False
+        if row.is_sleeping_task or (self.queues is not None and row.queue not in self.queues):
+            return False
+        with self._running_lock:
+            if len(self._running) + self._reserved >= self.config.max_concurrent_executions:
+                return False
+            self._reserved += 1
+            return True
+
+    def _start_local(self, row: TaskExecution) -> None:
+        with self._running_lock:
+            self._reserved -= 1
+        self._start_attempt(row)
+
+    def _release_local(self) -> None:
+        with self._running_lock:
+            self._reserved -= 1
 
     def sweep_once(self) -> dict[str, int]:
         """Run every sweeper until it finds nothing more (``durable_sweep --once``).
@@ -243,10 +285,12 @@ class Executor:
         """
         if self._transitions is None:
 
-            def process_inline(parents: list[TaskExecution]) -> None:
+            def process_inline(
+                parents: list[TaskExecution], finished_child: TaskExecution | None
+            ) -> None:
                 assert self._transitions is not None
                 for parent in parents:
-                    self._transitions.process_children_finished(parent)
+                    self._transitions.process_children_finished(parent, finished_child)
 
             self._transitions = self._make_transitions(process_inline)
         counts = {"expired": 0, "children": 0, "closed": 0}
@@ -435,11 +479,15 @@ class Executor:
         except RuntimeError:  # shutting down
             self._forget(attempt)
 
-    def _process_parents(self, parents: list[TaskExecution]) -> None:
+    def _process_parents(
+        self, parents: list[TaskExecution], finished_child: TaskExecution | None = None
+    ) -> None:
         assert self._transitions is not None
         for parent in parents:
             try:
-                self._submit_engine_work(self._transitions.process_children_finished, parent)
+                self._submit_engine_work(
+                    self._transitions.process_children_finished, parent, finished_child
+                )
             except RuntimeError:
                 # Shutting down: the parent's lease expires and another executor processes it.
                 pass

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
@@ -64,6 +64,21 @@ class Failure:
 
 
 Outcome = Success | Failure
+
+
+class LocalRunner(Protocol):
+    """An executor that may run a new execution itself, without claiming it."""
+
+    executor_id: str
+
+    def reserve(self, row: TaskExecution) -> bool:
+        """Reserve capacity for ``row`` if this executor can run it now."""
+
+    def start(self, row: TaskExecution) -> None:
+        """Run ``row`` (inserted ``running`` for this executor); uses the reservation."""
+
+    def release(self) -> None:
+        """Give back a reservation that will not be used."""
 
 
 def _call_maybe_async(function: Callable[..., Any], *args: Any) -> Any:
@@ -130,13 +145,15 @@ class Transitions:
         storage: StorageLayer,
         config: DurableSettingsSnapshot,
         *,
-        on_parents_claimed: Callable[[list[TaskExecution]], None],
+        on_parents_claimed: Callable[[list[TaskExecution], TaskExecution | None], None],
         on_retry_scheduled: Callable[[float], None] | None = None,
+        local_runner: LocalRunner | None = None,
     ) -> None:
         self.storage = storage
         self.config = config
         self._on_parents_claimed = on_parents_claimed
         self._on_retry_scheduled = on_retry_scheduled
+        self._local = local_runner
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -165,7 +182,7 @@ class Transitions:
         if result.needs_close:
             wakeups.notify(wakeups.CLOSE)
         if result.parents_to_process:
-            self._on_parents_claimed(result.parents_to_process)
+            self._on_parents_claimed(result.parents_to_process, result.finished_row)
 
     # -- attempts ----------------------------------------------------------------------------
 
@@ -471,7 +488,9 @@ class Transitions:
             _WAITING_FOR_CHILDREN,
         )
 
-    def process_children_finished(self, parent: TaskExecution) -> None:
+    def process_children_finished(
+        self, parent: TaskExecution, finished_child: TaskExecution | None = None
+    ) -> None:
         """Process a parent claimed because all its children finished (seed-spec §11.2).
 
         A deterministic failure (a non-retryable error, e.g. an invalid unique id for the next
@@ -480,7 +499,7 @@ class Transitions:
         again.
         """
         try:
-            self._process_children_finished(parent)
+            self._process_children_finished(parent, finished_child)
         except Exception as error:
             converted = convert_error(error)
             if converted.is_retryable:
@@ -495,7 +514,9 @@ class Transitions:
                     "event=children_processing_failed execution=%s", parent.execution_id
                 )
 
-    def _process_children_finished(self, parent: TaskExecution) -> None:
+    def _process_children_finished(
+        self, parent: TaskExecution, finished_child: TaskExecution | None
+    ) -> None:
         task = registry.get(parent.task_id)
         if task is None:
             self._fail_parent(
@@ -505,7 +526,7 @@ class Transitions:
             )
             return
         if parent.are_children_sequential or task.kind == TaskKind.SEQUENTIAL_TASKS:
-            self._process_sequential_step(parent, task)
+            self._process_sequential_step(parent, task, finished_child)
             return
         summaries = parent.children or []
         rows = {
@@ -562,7 +583,9 @@ class Transitions:
             update.update({"waiting_for_finalize_started_at": now, **processed})
             self.settle(parent.execution_id, update, _WAITING_FOR_CHILDREN)
 
-    def _process_sequential_step(self, parent: TaskExecution, task: Task) -> None:
+    def _process_sequential_step(
+        self, parent: TaskExecution, task: Task, finished_child: TaskExecution | None
+    ) -> None:
         summaries: list[dict[str, str]] = list(parent.children or [])
         next_index = next(
             (i for i, s in enumerate(summaries) if s["execution_id"] == DUMMY_EXECUTION_ID), None
@@ -577,7 +600,11 @@ class Transitions:
             )
             return
         previous_index = (len(summaries) if next_index is None else next_index) - 1
-        previous = self.storage.get_by_id(summaries[previous_index]["execution_id"])
+        previous_id = summaries[previous_index]["execution_id"]
+        if finished_child is not None and finished_child.execution_id == previous_id:
+            previous: TaskExecution | None = finished_child  # just written: no need to read it
+        else:
+            previous = self.storage.get_by_id(previous_id)
         if previous is None:
             self._fail_parent(
                 parent,
@@ -630,7 +657,16 @@ class Transitions:
             else self._serialize_input(None),
         )
         summaries[next_index] = {"task_id": step_task.id, "execution_id": step.execution_id}
-        self.storage.update_by_id_and_insert_children(
+        # The next step usually runs here at once: inserted already claimed by this executor,
+        # it needs no claim and no wake-up (a hop of a chain is one write, not three).
+        local = self._local is not None and self._local.reserve(step)
+        if local:
+            assert self._local is not None
+            step.status = Status.RUNNING
+            step.executor_id = self._local.executor_id
+            step.started_at = now
+            step.expires_at = now + timedelta(seconds=self.config.expire_leeway + step.timeout)
+        updated = self.storage.update_by_id_and_insert_children(
             now,
             parent.execution_id,
             {
@@ -642,7 +678,14 @@ class Transitions:
             _WAITING_FOR_CHILDREN,
             parent,
         )
-        wakeups.notify(wakeups.READY)
+        if local:
+            assert self._local is not None
+            if updated:
+                self._local.start(step)
+            else:
+                self._local.release()
+        else:
+            wakeups.notify(wakeups.READY)
 
     # -- closing ---------------------------------------------------------------------------------
 

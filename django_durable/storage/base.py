@@ -85,6 +85,8 @@ class SettleResult:
     updated: bool = False
     parents_to_process: list[TaskExecution] = field(default_factory=list)
     needs_close: bool = False
+    #: The row as this write left it (when it matched), e.g. to hand its output on.
+    finished_row: TaskExecution | None = None
 
 
 class TaskExecutionsStorage(abc.ABC):
@@ -111,8 +113,11 @@ class TaskExecutionsStorage(abc.ABC):
     @abc.abstractmethod
     def update_many_by_id_and_insert_children_if_updated(
         self, requests: Sequence[UpdateByIdAndInsertChildrenRequest]
-    ) -> None:
-        """Update each row and insert its children only if the row was updated."""
+    ) -> list[bool]:
+        """Update each row and insert its children only if the row was updated.
+
+        Returns, per request, whether its row was updated (and its children inserted).
+        """
 
     @abc.abstractmethod
     def update_many_by_id_and_settle(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:

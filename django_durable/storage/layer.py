@@ -249,20 +249,23 @@ class StorageLayer:
         children: Sequence[TaskExecution],
         filters: Filters | None = None,
         execution: TaskExecution | None = None,
-    ) -> None:
+    ) -> bool | None:
+        """Update the row and insert ``children`` only if it matched; return whether it did
+        (``None`` when there are no children: a plain update, whose match is not reported)."""
         if not children:
             self.update_by_id(now, execution_id, update, filters, execution)
-            return
+            return None
         if execution is not None:
             update = with_finalize_close(update, execution.is_finalize_of_parent)
         request = UpdateByIdAndInsertChildrenRequest(
             execution_id, derive_update(now, update), list(children), filters
         )
-        self._spawn.request(
+        updated = self._spawn.request(
             request,
             weight=len(children),
             batch=self._batch(len(children) <= MAX_BATCHED_ROWS),
         )
+        return None if updated is None else bool(updated)
 
     def update_by_parent_execution_id_and_is_finished(
         self, now: datetime, parent_execution_id: str, is_finished: bool, update: Update

@@ -177,19 +177,22 @@ class OrmStorage(TaskExecutionsStorage):
 
     def update_many_by_id_and_insert_children_if_updated(
         self, requests: Sequence[UpdateByIdAndInsertChildrenRequest]
-    ) -> None:
+    ) -> list[bool]:
         if not requests:
-            return
+            return []
+        updated = [False] * len(requests)
         with self._atomic():
             children: list[TaskExecution] = []
-            for request in sorted(requests, key=lambda r: r.execution_id):
-                updated = self._update_one(
+            for index in sorted(range(len(requests)), key=lambda i: requests[i].execution_id):
+                request = requests[index]
+                updated[index] = self._update_one(
                     UpdateByIdRequest(request.execution_id, request.update, request.filters)
                 )
-                if updated:
+                if updated[index]:
                     children.extend(request.children)
             if children:
                 self.objects.bulk_create(children)
+        return updated
 
     def update_many_by_id_and_settle(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:
         if not requests:
@@ -237,12 +240,13 @@ class OrmStorage(TaskExecutionsStorage):
         settles = "status" in update and is_finished(row.status)
         if not settles or row.close_status != CloseStatus.IDLE:
             self.objects.filter(pk=row.pk).update(**update)
-            return SettleResult(updated=True)
+            return SettleResult(updated=True, finished_row=row)
         lease = request.processing_expires_at
         now: datetime = update["updated_at"]
-        result = SettleResult(updated=True)
+        result = SettleResult(updated=True, finished_row=row)
         close_update = self._settle(row, now, lease, result)
         update.update(close_update)
+        _apply(row, close_update)
         self.objects.filter(pk=row.pk).update(**update)
         return result
 

@@ -172,7 +172,7 @@ class PostgresStorage(OrmStorage):
             if row is None:
                 continue
             result = results[index] = SettleResult(
-                updated=True, needs_close=row.close_status == CloseStatus.READY
+                updated=True, needs_close=row.close_status == CloseStatus.READY, finished_row=row
             )
             rows[index] = row
             if row.is_finalize_of_parent and row.parent_execution_id and not result.needs_close:
