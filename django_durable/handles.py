@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -328,13 +329,25 @@ class TaskHandle:
     async def await_finished(
         self, timeout: float | timedelta | None = None, *, poll_interval: float | None = None
     ) -> ExecutionSnapshot:
-        """Async twin of :meth:`wait`."""
-        return await sync_to_async(self.wait, thread_sensitive=True)(
-            timeout, poll_interval=poll_interval
-        )
-
-    async def await_finished_execution(self, timeout: float | None = None) -> ExecutionSnapshot:
-        return await self.await_finished(timeout)
+        """Async twin of :meth:`wait`: polls without holding a thread between reads."""
+        if isinstance(timeout, timedelta):
+            timeout = timeout.total_seconds()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        max_interval = poll_interval or WAIT_MAX_POLL_INTERVAL
+        interval = min(0.005, max_interval)
+        while True:
+            snapshot = await self.aget_execution()
+            if snapshot.is_finished:
+                return snapshot
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise DurableExecutionTimedOutError(
+                    f"Task execution did not finish within {timeout} seconds "
+                    f"[executionId={self.execution_id}] [status={snapshot.status}]"
+                )
+            await asyncio.sleep(interval if remaining is None else min(interval, remaining))
+            interval = min(interval * 2, max_interval)
 
     async def acancel(self) -> None:
         """Async twin of :meth:`cancel`."""
