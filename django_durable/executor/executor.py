@@ -482,15 +482,11 @@ class Executor:
     def _process_parents(
         self, parents: list[TaskExecution], finished_child: TaskExecution | None = None
     ) -> None:
+        # Processed on the thread that recorded the last child: no hand-off on the hot path of
+        # fan-ins and chains. (A crash here leaves the parent leased; its lease expires.)
         assert self._transitions is not None
         for parent in parents:
-            try:
-                self._submit_engine_work(
-                    self._transitions.process_children_finished, parent, finished_child
-                )
-            except RuntimeError:
-                # Shutting down: the parent's lease expires and another executor processes it.
-                pass
+            self._transitions.process_children_finished(parent, finished_child)
 
     # -- sweepers ----------------------------------------------------------------------------
 

@@ -709,3 +709,21 @@ def test_many_children_finish_in_parallel(executor) -> None:
     snapshot = run(fan_out, None)
     assert release.is_set(), "the children did not run in parallel"
     assert [c["output"] for c in snapshot.output["children"]] == [0, 1, 4, 9, 16]
+
+
+def test_recursion_fifty_deep(executor) -> None:
+    """A parent that spawns itself 50 levels deep completes, each level summing the next."""
+
+    @task(id="deep_finalize", timeout=5)
+    def deep_finalize(ctx, result):
+        return 1 + sum(c.output for c in result.children if c.status == "completed")
+
+    @parent_task(id="deep", timeout=5, finalize=deep_finalize)
+    def deep(ctx, input):
+        children = [child(deep, input + 1)] if input < 49 else []
+        return ParentResult(output=None, children=children)
+
+    snapshot = deep.enqueue(0).wait(timeout=60)
+    assert snapshot.status == "completed", snapshot.error
+    assert snapshot.output == 50
+    assert row_count(task_id="deep") == 50
