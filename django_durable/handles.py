@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from . import wakeups
@@ -28,6 +34,8 @@ from .storage import get_storage
 from .tasks import Task, TaskKind, coerce_retry, get_task, registry, to_seconds
 
 __all__ = ["TaskHandle", "enqueue", "enqueue_many", "get_handle", "wakeup_sleeping_task"]
+
+T = TypeVar("T")
 
 #: How often ``wait()`` re-reads the row when no in-process event wakes it first.
 WAIT_MAX_POLL_INTERVAL = 0.25
@@ -259,6 +267,19 @@ def cancel_execution(execution_id: str) -> bool:
     return result.updated
 
 
+def _to_async(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``function`` on Django's thread-sensitive executor, releasing its connection after:
+    outside a request nothing else would close it."""
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=True)
+
+
 class TaskHandle:
     """A handle on one execution: inspect it, wait for it to finish, or cancel it."""
 
@@ -324,7 +345,7 @@ class TaskHandle:
 
     async def aget_execution(self) -> ExecutionSnapshot:
         """Async twin of :meth:`get_execution`."""
-        return await sync_to_async(self.get_execution, thread_sensitive=True)()
+        return await _to_async(self.get_execution)()
 
     async def await_finished(
         self, timeout: float | timedelta | None = None, *, poll_interval: float | None = None
@@ -351,7 +372,7 @@ class TaskHandle:
 
     async def acancel(self) -> None:
         """Async twin of :meth:`cancel`."""
-        await sync_to_async(self.cancel, thread_sensitive=True)()
+        await _to_async(self.cancel)()
 
 
 def wakeup_sleeping_task(
@@ -425,6 +446,4 @@ async def awakeup_sleeping_task(
     task: Task | str, unique_id: str, **options: Any
 ) -> ExecutionSnapshot:
     """Async twin of :func:`wakeup_sleeping_task`."""
-    return await sync_to_async(wakeup_sleeping_task, thread_sensitive=True)(
-        task, unique_id, **options
-    )
+    return await _to_async(wakeup_sleeping_task)(task, unique_id, **options)

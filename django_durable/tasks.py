@@ -393,9 +393,9 @@ class Task:
 
     async def aenqueue(self, input: Any = None, **options: Any) -> TaskHandle:
         """Async twin of :meth:`enqueue`."""
-        from asgiref.sync import sync_to_async
+        from .handles import _to_async
 
-        return await sync_to_async(self.enqueue, thread_sensitive=True)(input, **options)
+        return await _to_async(self.enqueue)(input, **options)
 
 
 class TaskRegistry:

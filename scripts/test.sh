@@ -278,6 +278,25 @@ pytest_run() {
     return "$rc"
 }
 
+# pytest_pair VENV LABEL: the SQLite and the PostgreSQL runs side by side (2 cores), each
+# printed whole when both ended.
+pytest_pair() {
+    local venv=$1 label=$2 rc_sqlite rc_postgres
+    pytest_run "$venv" "$label-sqlite" sqlite >"$RUN_TMP/$label-sqlite.log" 2>&1 &
+    local pid_sqlite=$!
+    pytest_run "$venv" "$label-postgres" postgres >"$RUN_TMP/$label-postgres.log" 2>&1 &
+    local pid_postgres=$!
+    wait "$pid_sqlite"
+    rc_sqlite=$?
+    wait "$pid_postgres"
+    rc_postgres=$?
+    log "$label-sqlite (exit $rc_sqlite)"
+    cat "$RUN_TMP/$label-sqlite.log"
+    log "$label-postgres (exit $rc_postgres)"
+    cat "$RUN_TMP/$label-postgres.log"
+    [ "$rc_sqlite" -eq 0 ] && [ "$rc_postgres" -eq 0 ]
+}
+
 lint_cmd() { env -u DATABASE_URL "SQLITE_TEST_DIR=$RUN_TMP" "$@"; }
 
 makemigrations_check() {
@@ -311,11 +330,9 @@ fi
 step "system packages (Chromium, Redis)" ensure_system_packages
 step "start PostgreSQL" start_postgres
 
-step "pytest py311-django52-sqlite" pytest_run "$VENV" py311-django52-sqlite sqlite
-step "pytest py311-django52-postgres" pytest_run "$VENV" py311-django52-postgres postgres
+step "pytest py311-django52 (sqlite | postgres)" pytest_pair "$VENV" py311-django52
 if [ "$QUICK" = 0 ]; then
-    step "pytest py312-django60-sqlite" pytest_run "$VENV_DJ6" py312-django60-sqlite sqlite
-    step "pytest py312-django60-postgres" pytest_run "$VENV_DJ6" py312-django60-postgres postgres
+    step "pytest py312-django60 (sqlite | postgres)" pytest_pair "$VENV_DJ6" py312-django60
 else
     skip_step "py312-django60 (sqlite, postgres)" "--quick"
 fi

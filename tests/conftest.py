@@ -20,6 +20,14 @@ def _isolated_task_registry() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _release_durable_connections(django_db_setup: None) -> Iterator[None]:
+    """Before the test database is dropped, no thread of ours may still hold a connection."""
+    yield
+    reset_storage()
+    close_notifier()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_storage_layer() -> Iterator[None]:
     """Each test starts and ends without the process-wide storage threads (and connections)."""
