@@ -104,3 +104,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_durable": {"handlers": ["console"], "level": "WARNING"}},
 }
+if os.environ.get("DURABLE_TEST_DB_NAME"):
+    # Worker subprocesses: timestamps and threads in their logs (the tests keep them as files).
+    LOGGING["formatters"] = {
+        "worker": {"format": "%(asctime)s %(levelname)s [%(threadName)s] %(name)s %(message)s"}
+    }
+    LOGGING["handlers"]["console"]["formatter"] = "worker"

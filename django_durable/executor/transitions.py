@@ -46,6 +46,19 @@ DUMMY_EXECUTION_ID = "dummy"
 #: How long the result of an attempt is retried while the database is unreachable.
 RECORD_RETRY_SECONDS = 120.0
 _RUNNING: Filters = {"status": Status.RUNNING}
+
+
+def _owned(row: TaskExecution) -> Filters:
+    """Precondition of an attempt's writes: still running, and still this attempt's.
+
+    A row handed back (shutdown, a worker taken for dead) and claimed again belongs to the new
+    claimer: the late result of the old attempt must not settle it.
+    """
+    if row.executor_id:
+        return {"status": Status.RUNNING, "executor_id": row.executor_id}
+    return _RUNNING
+
+
 _WAITING_FOR_CHILDREN: Filters = {"status": Status.WAITING_FOR_CHILDREN}
 
 
@@ -243,7 +256,7 @@ class Transitions:
                 self.settle(
                     row.execution_id,
                     {"status": Status.FAILED, "error": dict(final.to_dict())},
-                    _RUNNING,
+                    _owned(row),
                 )
             except Exception:
                 logger.exception(
@@ -267,7 +280,7 @@ class Transitions:
                     "retry_attempts": row.retry_attempts + 1,
                     "start_at": now + timedelta(seconds=delay),
                 },
-                _RUNNING,
+                _owned(row),
                 row,
             )
             logger.info(
@@ -295,14 +308,14 @@ class Transitions:
             row.execution_id,
             error.message,
         )
-        self.settle(row.execution_id, {"status": status, "error": stored}, _RUNNING)
+        self.settle(row.execution_id, {"status": status, "error": stored}, _owned(row))
 
     def _record_success(self, row: TaskExecution, task: Task, value: Any) -> None:
         if task.kind == TaskKind.TASK:
             self.settle(
                 row.execution_id,
                 {"status": Status.COMPLETED, "output": self._serialize_output(value)},
-                _RUNNING,
+                _owned(row),
             )
             logger.debug("event=completed task=%s execution=%s", row.task_id, row.execution_id)
             return
@@ -348,7 +361,7 @@ class Transitions:
                 "active_children_count": len(rows),
             },
             rows,
-            _RUNNING,
+            _owned(row),
             row,
         )
         wakeups.notify(wakeups.READY)
@@ -447,7 +460,7 @@ class Transitions:
             self.settle(
                 row.execution_id,
                 {"status": Status.COMPLETED, "output": self._serialize_output(finalize_input)},
-                _RUNNING,
+                _owned(row),
             )
         elif isinstance(task.finalize, Task):
             finalize_row = self._build_finalize(row, task.finalize, finalize_input, now)
@@ -464,14 +477,14 @@ class Transitions:
                     },
                 },
                 [finalize_row],
-                _RUNNING,
+                _owned(row),
                 row,
             )
             wakeups.notify(wakeups.READY)
         else:
             update = self._run_finalize_function(row, task, finalize_input)
             update.update({"waiting_for_finalize_started_at": now, "children": []})
-            self.settle(row.execution_id, update, _RUNNING)
+            self.settle(row.execution_id, update, _owned(row))
 
     # -- parents whose children finished -------------------------------------------------------
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -92,4 +95,23 @@ class Command(BaseCommand):
             shutdown_timeout=options["shutdown_timeout"],
             **overrides,
         )
-        worker.run()
+        code = worker.run()
+        exit_now_if_task_threads_linger(code)
+
+
+def exit_now_if_task_threads_linger(code: int) -> None:
+    """End the process now if task code still runs on a pool thread after a hand-back.
+
+    Python would otherwise wait at exit for those threads (``concurrent.futures`` joins them)
+    although their executions were handed back to other workers.
+    """
+    lingering = [
+        thread
+        for thread in threading.enumerate()
+        if thread.name.startswith("durable-task-") and thread.is_alive()
+    ]
+    if lingering:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
