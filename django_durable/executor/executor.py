@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
 from .. import wakeups
@@ -34,6 +34,7 @@ from ..notify import Listener, supports_notify
 from ..results import ParentRunResult
 from ..serialization import deserialize
 from ..storage import get_storage
+from ..storage import workers as worker_registry
 from ..storage.layer import StorageLayer
 from ..storage.retention import purge_closed
 from ..tasks import Task, registry
@@ -44,6 +45,9 @@ from .transitions import Failure, Outcome, Success, Transitions
 logger = logging.getLogger("django_durable.executor")
 
 __all__ = ["Executor"]
+
+#: After a claim failed with a database error, how long to look for rows it may have claimed.
+ORPHAN_CHECK_SECONDS = 60.0
 
 
 class Attempt:
@@ -113,6 +117,7 @@ class Executor:
         self._claim = claim
         self._expedite = threading.Event()
         self._reserved = 0
+        self._orphan_check_until = 0.0
         self.shutdown_signal = Signal()
         self._running: dict[str, Attempt] = {}
         self._running_lock = threading.Lock()
@@ -339,19 +344,37 @@ class Executor:
         if capacity <= 0:
             return False
         limit = min(config.max_executions_per_batch, capacity)
+        if self._orphan_check_until > time.monotonic():
+            self._release_orphans()
         now = timezone.now()
-        rows = self.storage.claim_ready(
-            now,
-            executor_id=self.id,
-            expires_at_base=now + timedelta(seconds=config.expire_leeway),
-            limit=limit,
-            queues=self.queues,
-        )
+        try:
+            rows = self.storage.claim_ready(
+                now,
+                executor_id=self.id,
+                expires_at_base=now + timedelta(seconds=config.expire_leeway),
+                limit=limit,
+                queues=self.queues,
+            )
+        except (OperationalError, InterfaceError):
+            # The claim may have committed with its reply lost: look for such rows for a while.
+            self._orphan_check_until = time.monotonic() + ORPHAN_CHECK_SECONDS
+            raise
         if rows:
             logger.debug("executor=%s event=claimed count=%d", self.id, len(rows))
         for row in rows:
             self._start_attempt(row)
         return len(rows) >= limit
+
+    def _release_orphans(self) -> None:
+        with self._running_lock:
+            keep = set(self._running)
+        now = timezone.now()
+        released = worker_registry.release_orphans(
+            self.id, keep, started_before=now - timedelta(seconds=1), now=now
+        )
+        if released:
+            logger.warning("executor=%s event=released_orphans count=%d", self.id, released)
+            wakeups.notify(wakeups.READY)
 
     def _start_attempt(self, row: TaskExecution) -> None:
         task = registry.get(row.task_id)

@@ -82,3 +82,21 @@ def forget_stopped_workers(now: datetime, older_than: float = 7 * 86400) -> int:
         last_heartbeat_at__lt=now - timedelta(seconds=older_than)
     ).delete()
     return deleted
+
+
+def release_orphans(
+    executor_id: str, keep: set[str], *, started_before: datetime, now: datetime
+) -> int:
+    """Hand back rows claimed for ``executor_id`` that it does not run (``keep`` are the ones it
+    runs): a claim whose reply was lost with the connection leaves such rows behind."""
+    update = derive_update(now, {"status": Status.READY, "start_at": now})
+    return (
+        TaskExecution.objects.filter(
+            status=Status.RUNNING,
+            executor_id=executor_id,
+            is_sleeping_task=False,
+            started_at__lt=started_before,
+        )
+        .exclude(execution_id__in=keep)
+        .update(**update)
+    )
