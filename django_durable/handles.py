@@ -31,7 +31,7 @@ from .executions import ExecutionSnapshot, build_execution, validate_sleeping_un
 from .models import Status, TaskExecution
 from .serialization import serialize
 from .storage import get_storage
-from .tasks import Task, TaskKind, coerce_retry, get_task, registry, to_seconds
+from .tasks import RetryOptions, Task, TaskKind, coerce_retry, get_task, registry, to_seconds
 
 __all__ = ["TaskHandle", "enqueue", "enqueue_many", "get_handle", "wakeup_sleeping_task"]
 
@@ -66,16 +66,8 @@ def enqueue(
     if task.kind == TaskKind.SLEEPING_TASK:
         unique_id = validate_sleeping_unique_id(task, input)
         input = None
-    effective_timeout = (
-        task.timeout
-        if timeout is None
-        else to_seconds(timeout, "timeout", task.id, allow_zero=False)
-    )
-    effective_retry = task.retry if retry is None else coerce_retry(retry, task.id)
-    effective_sleep = (
-        task.sleep_before_run
-        if sleep_before_run is None
-        else to_seconds(sleep_before_run, "sleep before run", task.id)
+    effective_timeout, effective_retry, effective_sleep = _options(
+        task, timeout, retry, sleep_before_run
     )
     if task.kind != TaskKind.SLEEPING_TASK:
         task.validate_input(input)
@@ -108,7 +100,7 @@ def enqueue(
         concurrency_key=concurrency_key,
     )
     try:
-        _insert(row)
+        _insert([row])
     except IntegrityError as error:
         if idempotency_key is not None:
             existing = _find_idempotent(task.id, idempotency_key)
@@ -143,16 +135,8 @@ def enqueue_many(
             enqueue(task, unique_id, timeout=timeout, queue=queue, priority=priority)
             for unique_id in inputs
         ]
-    effective_timeout = (
-        task.timeout
-        if timeout is None
-        else to_seconds(timeout, "timeout", task.id, allow_zero=False)
-    )
-    effective_retry = task.retry if retry is None else coerce_retry(retry, task.id)
-    effective_sleep = (
-        task.sleep_before_run
-        if sleep_before_run is None
-        else to_seconds(sleep_before_run, "sleep before run", task.id)
+    effective_timeout, effective_retry, effective_sleep = _options(
+        task, timeout, retry, sleep_before_run
     )
     now = timezone.now()
     rows = []
@@ -171,17 +155,23 @@ def enqueue_many(
                 concurrency_key=concurrency_key_of(task, value),
             )
         )
-    if not rows:
-        return []
-    connection = connections["default"]
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            TaskExecution.objects.bulk_create(rows)
-        transaction.on_commit(lambda: wakeups.notify(wakeups.READY))
-    else:
-        get_storage().insert_many(rows)
-        wakeups.notify(wakeups.READY)
+    _insert(rows)
     return [TaskHandle(task.id, row.execution_id) for row in rows]
+
+
+def _options(
+    task: Task, timeout: Any, retry: Any, sleep_before_run: Any
+) -> tuple[float, RetryOptions, float]:
+    """The task's options with the enqueue-time overrides that were given, validated."""
+    return (
+        task.timeout
+        if timeout is None
+        else to_seconds(timeout, "timeout", task.id, allow_zero=False),
+        task.retry if retry is None else coerce_retry(retry, task.id),
+        task.sleep_before_run
+        if sleep_before_run is None
+        else to_seconds(sleep_before_run, "sleep before run", task.id),
+    )
 
 
 def concurrency_key_of(task: Task, input: Any) -> str | None:
@@ -204,16 +194,18 @@ def _find_idempotent(task_id: str, key: str) -> str | None:
     )
 
 
-def _insert(row: TaskExecution) -> None:
-    connection = connections["default"]
-    if connection.in_atomic_block:
-        # Transactional enqueue: the row is part of the caller's transaction.
+def _insert(rows: list[TaskExecution]) -> None:
+    """Insert new executions and wake the workers (on commit, inside ``atomic()``)."""
+    if not rows:
+        return
+    if connections["default"].in_atomic_block:
+        # Transactional enqueue: the rows are part of the caller's transaction.
         with transaction.atomic():
-            TaskExecution.objects.bulk_create([row])
+            TaskExecution.objects.bulk_create(rows)
         transaction.on_commit(lambda: wakeups.notify(wakeups.READY))
         return
     try:
-        get_storage().insert_many([row])
+        get_storage().insert_many(rows)
     except IntegrityError:
         raise
     except DatabaseError as error:
