@@ -10,10 +10,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
-
-from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +109,3 @@ class AsyncLoopThread:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
-
-
-def _close_connections() -> None:
-    connections.close_all()
-
-
-class TaskThreadPool(ThreadPoolExecutor):
-    """Threads for sync task code; each thread closes its database connections at exit."""
-
-    def __init__(self, max_workers: int, name: str) -> None:
-        super().__init__(max_workers=max_workers, thread_name_prefix=name)

@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,7 +28,6 @@ from ..errors import (
     DurableExecutionError,
     DurableExecutionNotFoundError,
     DurableExecutionTimedOutError,
-    StoredError,
     convert_error,
 )
 from ..executions import build_execution, root_of, validate_sleeping_unique_id
@@ -750,12 +749,3 @@ class Transitions:
         self.storage.update_by_id(
             now, row.execution_id, {"close_status": CloseStatus.CLOSED}, {"is_finished": True}
         )
-
-
-def stored_error(error: BaseException) -> StoredError:
-    """The stored form of any exception."""
-    return convert_error(error).to_dict()
-
-
-def children_of(result: ParentResult) -> Sequence[ChildSpec]:
-    return [_coerce_child_spec(spec) for spec in result.children or ()]
