@@ -1,6 +1,6 @@
 """PostgreSQL storage: the hot paths as single SQL statements, the rest from the ORM storage.
 
-The claim of ready work is one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
+The claim of ready work is one ``WITH picked AS (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …
 RETURNING *``, and recording finished executions (``update_many_by_id_and_settle``) is one
 ``UPDATE … RETURNING`` per row plus one ``UPDATE … FROM (VALUES …)`` that reports all of a
 batch's children to their parents. Every statement is described where it is built; this is the
@@ -57,8 +57,8 @@ class PostgresStorage(OrmStorage):
         limit: int,
         queues: Sequence[str] | None = None,
     ) -> list[TaskExecution]:
-        """``UPDATE … SET <update>, expires_at = base + timeout WHERE id IN (SELECT … LIMIT n
-        FOR UPDATE SKIP LOCKED) RETURNING *``: claims in one statement and one round trip."""
+        """``WITH picked AS (SELECT … LIMIT n FOR UPDATE SKIP LOCKED) UPDATE … SET <update>,
+        expires_at = base + timeout FROM picked RETURNING *``: claims in one statement."""
         if limit <= 0:
             return []
         sets, params = self._set_clause(update)
@@ -69,12 +69,15 @@ class PostgresStorage(OrmStorage):
         if queues is not None:
             where += " AND queue = ANY(%s)"
             where_params.append(list(queues))
+        # The locked rows are picked once, in a materialized CTE: as ``WHERE id IN (SELECT …
+        # LIMIT n)`` the planner may run the subquery again and claim more than ``n`` rows.
         sql = (
-            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} WHERE t.id IN ("
-            f"SELECT id FROM {_TABLE} WHERE {where} "
-            "ORDER BY priority DESC, start_at, id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING t.*"
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} WHERE {where} "
+            "ORDER BY priority DESC, start_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} FROM picked WHERE t.id = picked.id "
+            "RETURNING t.*"
         )
-        rows = self._raw(sql, [*params, *where_params, limit])
+        rows = self._raw(sql, [*where_params, limit, *params])
         rows.sort(key=lambda row: (-row.priority, row.start_at, row.id))
         return rows
 
