@@ -1,9 +1,9 @@
 """PostgreSQL storage: the hot paths as single SQL statements, the rest from the ORM storage.
 
 The claim of ready work is one ``WITH picked AS (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …
-RETURNING *``, and recording finished executions (``update_many_by_id_and_settle``) is one
-``UPDATE … RETURNING`` per row plus one ``UPDATE … FROM (VALUES …)`` that reports all of a
-batch's children to their parents. Every statement is described where it is built; this is the
+RETURNING *``, and recording a batch of finished executions (``update_many_by_id_and_settle``)
+is one ``UPDATE … FROM (VALUES …) RETURNING *`` per shape of update plus one that reports all of
+the batch's children to their parents. Every statement is described where it is built; this is the
 only module with raw SQL.
 """
 
