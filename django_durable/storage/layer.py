@@ -50,7 +50,7 @@ T = TypeVar("T")
 #: Errors that retrying cannot fix.
 _PERMANENT_DB_ERRORS = (IntegrityError, DataError, ProgrammingError, NotSupportedError)
 
-#: Rows above which inserts and spawns skip batching (seed: 5).
+#: Children above which a spawn skips batching (seed: 5, for inserts and spawns).
 MAX_BATCHED_ROWS = 5
 
 
@@ -93,9 +93,6 @@ class StorageLayer:
             )
 
         s = storage
-        self._insert = processor(
-            "insert_many", lambda items: s.insert_many([row for rows in items for row in rows]), 100
-        )
         self._get = processor("get_many_by_id", s.get_many_by_id, 100)
         self._update = processor("update_many_by_id", s.update_many_by_id, 100)
         self._spawn = processor(
@@ -115,7 +112,6 @@ class StorageLayer:
             3,
         )
         self._processors = [
-            self._insert,
             self._get,
             self._update,
             self._spawn,
@@ -204,13 +200,16 @@ class StorageLayer:
     # -- writes ------------------------------------------------------------------------------
 
     def insert_many(self, executions: Sequence[TaskExecution]) -> None:
+        """Insert on the caller's own connection, never through a batch processor.
+
+        Inserts come from application code (views, commands), not from the executor's threads:
+        handing one to a batch thread costs a thread switch each way and buys nothing that the
+        database's own group commit of concurrent transactions does not already give.
+        """
         if not executions:
             return
-        self._insert.request(
-            list(executions),
-            weight=len(executions),
-            batch=self._batch(len(executions) <= MAX_BATCHED_ROWS),
-        )
+        rows = list(executions)
+        self._call("insert_many", lambda: self.storage.insert_many(rows))
 
     def update_by_id(
         self,

@@ -10,8 +10,9 @@ only module with raw SQL.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.db import connections
@@ -24,10 +25,44 @@ _TABLE = TaskExecution._meta.db_table
 _FIELDS = {field.name: field for field in TaskExecution._meta.concrete_fields}
 #: Filters that guarantee an unfinished row (so ``close_status`` is still ``idle``).
 _UNFINISHED_FILTERS = ("status", "is_finished")
+#: Every column but the serial primary key, in model order: what an ``INSERT`` writes.
+_INSERT_FIELDS = [field for field in TaskExecution._meta.concrete_fields if not field.primary_key]
+_INSERT_COLUMNS = ", ".join(f'"{field.column}"' for field in _INSERT_FIELDS)
+_INSERT_ROW = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
+#: Rows per ``INSERT``: psycopg sends at most 65,535 parameters with one statement.
+_INSERT_CHUNK = 65_535 // len(_INSERT_FIELDS)
 
 
 def _quote(name: str | None) -> str:
     return f'"{name}"'
+
+
+@lru_cache(maxsize=16)
+def _row_loader(
+    columns: tuple[str, ...], using: str
+) -> Callable[[Sequence[Any], Any], TaskExecution]:
+    """A function building a :class:`TaskExecution` from a result row with ``columns``.
+
+    ``RawQuerySet`` works the column mapping and the converters out again for every query; the
+    claim and the settle run thousands of times a second, so it is done once per shape here.
+    """
+    concrete = TaskExecution._meta.concrete_fields
+    positions = [columns.index(field.column) for field in concrete]
+    converters = [
+        (index, field.from_db_value)
+        for index, field in enumerate(concrete)
+        if hasattr(field, "from_db_value")
+    ]
+    attnames = [field.attname for field in concrete]
+
+    def load(values: Sequence[Any], connection: Any) -> TaskExecution:
+        ordered = [values[position] for position in positions]
+        for index, convert in converters:
+            if ordered[index] is not None:
+                ordered[index] = convert(ordered[index], None, connection)
+        return TaskExecution.from_db(using, attnames, ordered)
+
+    return load
 
 
 class PostgresStorage(OrmStorage):
@@ -43,7 +78,49 @@ class PostgresStorage(OrmStorage):
         return parts, params
 
     def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
-        return list(TaskExecution.objects.using(self.using).raw(sql, params))
+        """Run ``sql`` (returning whole rows) and build the executions."""
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if not cursor.description:
+                return []
+            load = _row_loader(tuple(column.name for column in cursor.description), self.using)
+            return [load(values, connection) for values in cursor.fetchall()]
+
+    # -- inserting ---------------------------------------------------------------------------
+
+    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
+        """``INSERT … VALUES (…), (…) RETURNING id``: one statement (per ``_INSERT_CHUNK`` rows)
+        without the ORM's compilation on every call; sets each row's ``id`` like
+        ``bulk_create``."""
+        if not executions:
+            return
+        if len(executions) <= _INSERT_CHUNK and not connections[self.using].in_atomic_block:
+            self._insert_chunk(executions)  # autocommit: one round trip
+            return
+        # In the caller's transaction, a savepoint keeps it usable when the insert fails.
+        with self._atomic():
+            for start in range(0, len(executions), _INSERT_CHUNK):
+                self._insert_chunk(executions[start : start + _INSERT_CHUNK])
+
+    def _insert_chunk(self, executions: Sequence[TaskExecution]) -> None:
+        connection = connections[self.using]
+        params = [
+            field.get_db_prep_save(getattr(row, field.attname), connection)
+            for row in executions
+            for field in _INSERT_FIELDS
+        ]
+        sql = (
+            f"INSERT INTO {_TABLE} ({_INSERT_COLUMNS}) "
+            f"VALUES {', '.join([_INSERT_ROW] * len(executions))} RETURNING id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = cursor.fetchall()
+        for row, (pk,) in zip(executions, ids, strict=True):
+            row.id = pk
+            row._state.adding = False
+            row._state.db = self.using
 
     # -- claiming ready work -----------------------------------------------------------------
 

@@ -631,27 +631,17 @@ class CountingStorage(OrmStorage):
 
 
 class TestBatchingLayer:
-    def test_two_concurrent_single_inserts_coalesce(
+    def test_inserts_run_on_the_callers_thread_and_connection(
         self, make_layer: Callable[..., StorageLayer]
     ) -> None:
         storage = RecordingStorage()
         layer = make_layer(storage, batching=True, batching_interval=0.05)
-        rows = [make_row(), make_row()]
-        run_concurrently(lambda row: layer.insert_many([row]), rows)
-        assert [size for size, _ in storage.inserts] == [2]
-        assert all(layer.get_by_id(row.execution_id) is not None for row in rows)
-
-    def test_a_large_insert_bypasses_batching(
-        self, make_layer: Callable[..., StorageLayer]
-    ) -> None:
-        storage = RecordingStorage()
-        layer = make_layer(storage, batching=True)
         rows = [make_row() for _ in range(20)]
         layer.insert_many(rows)
-        assert storage.inserts == [(20, threading.current_thread().name)]
-        assert TaskExecution.objects.count() == 20
         layer.insert_many([make_row()])
-        assert storage.inserts[-1][1].startswith("durable-batch-")
+        caller = threading.current_thread().name
+        assert storage.inserts == [(20, caller), (1, caller)]
+        assert TaskExecution.objects.count() == 21
 
     def test_two_concurrent_updates_of_one_row_both_apply(
         self, make_layer: Callable[..., StorageLayer]
