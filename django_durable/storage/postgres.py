@@ -2,7 +2,7 @@
 
 The claim of ready work is one ``WITH picked AS (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …
 RETURNING *``, and recording a batch of finished executions (``update_many_by_id_and_settle``)
-is one ``UPDATE … FROM (VALUES …) RETURNING *`` per shape of update plus one that reports all of
+is one ``UPDATE … FROM unnest(…) RETURNING *`` per shape of update plus one that reports all of
 the batch's children to their parents. Every statement is described where it is built; this is the
 only module with raw SQL.
 """
@@ -10,9 +10,8 @@ only module with raw SQL.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from django.db import connections
@@ -37,32 +36,16 @@ def _quote(name: str | None) -> str:
     return f'"{name}"'
 
 
-@lru_cache(maxsize=16)
-def _row_loader(
-    columns: tuple[str, ...], using: str
-) -> Callable[[Sequence[Any], Any], TaskExecution]:
-    """A function building a :class:`TaskExecution` from a result row with ``columns``.
-
-    ``RawQuerySet`` works the column mapping and the converters out again for every query; the
-    claim and the settle run thousands of times a second, so it is done once per shape here.
-    """
-    concrete = TaskExecution._meta.concrete_fields
-    positions = [columns.index(field.column) for field in concrete]
-    converters = [
-        (index, field.from_db_value)
-        for index, field in enumerate(concrete)
-        if hasattr(field, "from_db_value")
-    ]
-    attnames = [field.attname for field in concrete]
-
-    def load(values: Sequence[Any], connection: Any) -> TaskExecution:
-        ordered = [values[position] for position in positions]
-        for index, convert in converters:
-            if ordered[index] is not None:
-                ordered[index] = convert(ordered[index], None, connection)
-        return TaskExecution.from_db(using, attnames, ordered)
-
-    return load
+#: ``RETURNING`` list of the statements that return whole rows: every column in model order,
+#: so that a result row is the positional arguments of ``TaskExecution``.
+_ROW_COLUMNS = ", ".join(f't."{field.column}"' for field in TaskExecution._meta.concrete_fields)
+_ROW_ATTNAMES = [field.attname for field in TaskExecution._meta.concrete_fields]
+#: Columns whose database value needs converting (``JSONField`` arrives as text).
+_ROW_CONVERTERS = [
+    (index, field.from_db_value)
+    for index, field in enumerate(TaskExecution._meta.concrete_fields)
+    if hasattr(field, "from_db_value")
+]
 
 
 class PostgresStorage(OrmStorage):
@@ -78,14 +61,23 @@ class PostgresStorage(OrmStorage):
         return parts, params
 
     def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
-        """Run ``sql`` (returning whole rows) and build the executions."""
+        """Run ``sql``, which ends with ``RETURNING <_ROW_COLUMNS>``, and build the executions.
+
+        ``RawQuerySet`` would work out the column mapping and the converters again on every
+        call; the claim and the settle run thousands of times a second.
+        """
         connection = connections[self.using]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            if not cursor.description:
-                return []
-            load = _row_loader(tuple(column.name for column in cursor.description), self.using)
-            return [load(values, connection) for values in cursor.fetchall()]
+            results = cursor.fetchall()
+        rows = []
+        for result in results:
+            values = list(result)
+            for index, convert in _ROW_CONVERTERS:
+                if values[index] is not None:
+                    values[index] = convert(values[index], None, connection)
+            rows.append(TaskExecution.from_db(self.using, _ROW_ATTNAMES, values))
+        return rows
 
     # -- inserting ---------------------------------------------------------------------------
 
@@ -152,7 +144,7 @@ class PostgresStorage(OrmStorage):
             f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} WHERE {where} "
             "ORDER BY priority DESC, start_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
             f"UPDATE {_TABLE} AS t SET {', '.join(sets)} FROM picked WHERE t.id = picked.id "
-            "RETURNING t.*"
+            f"RETURNING {_ROW_COLUMNS}"
         )
         rows = self._raw(sql, [*where_params, limit, *params])
         rows.sort(key=lambda row: (-row.priority, row.start_at, row.id))
@@ -192,6 +184,24 @@ class PostgresStorage(OrmStorage):
             self._report_to_parents(requests, results, rows)
         return results
 
+    def _lock_families(self, requests: Sequence[SettleRequest]) -> None:
+        """:meth:`OrmStorage._lock_families` in two plain statements (it runs for every batch)."""
+        if len(requests) < 2:
+            return
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(
+                f"SELECT parent_execution_id FROM {_TABLE} WHERE execution_id = ANY(%s) "
+                "ORDER BY execution_id FOR UPDATE",
+                [sorted({r.execution_id for r in requests})],
+            )
+            parent_ids = {parent_id for (parent_id,) in cursor.fetchall() if parent_id}
+            if parent_ids:
+                cursor.execute(
+                    f"SELECT id FROM {_TABLE} WHERE execution_id = ANY(%s) "
+                    "ORDER BY execution_id FOR UPDATE",
+                    [sorted(parent_ids)],
+                )
+
     def _finish_rows(
         self,
         requests: Sequence[SettleRequest],
@@ -201,15 +211,19 @@ class PostgresStorage(OrmStorage):
         results: list[SettleResult],
         rows: list[TaskExecution | None],
     ) -> None:
-        """``UPDATE … SET <update>, close_status = ready|closed … FROM (VALUES …) v WHERE
+        """``UPDATE … SET <update>, close_status = ready|closed … FROM unnest(<arrays>) v WHERE
         execution_id = v.id AND <filters> RETURNING *``: finishes every row of a group of
         requests with the same update and filter fields in one statement, and closes each row
-        that has nothing left to propagate (completed, or no children and no finalize)."""
+        that has nothing left to propagate (completed, or no children and no finalize).
+
+        The values travel as one array per column, so the statement's text and its number of
+        parameters do not grow with the batch: psycopg parses it once and caches it.
+        """
         connection = connections[self.using]
         columns = [f"u{i}" for i in range(len(update_keys))]
         filter_columns = [f"f{i}" for i in range(len(filter_keys))]
         sets = [
-            f"{_quote(_FIELDS[name].column)} = v.{column}::{_FIELDS[name].db_type(connection)}"
+            f"{_quote(_FIELDS[name].column)} = v.{column}"
             for name, column in zip(update_keys, columns, strict=True)
         ]
         status_column = columns[update_keys.index("status")]
@@ -223,28 +237,31 @@ class PostgresStorage(OrmStorage):
             f"close_status = CASE WHEN {close_work} THEN '{CloseStatus.READY}' "
             f"ELSE '{CloseStatus.CLOSED}' END",
             "close_expires_at = NULL",
-            f"closed_at = CASE WHEN {close_work} THEN NULL "
-            f"ELSE v.{now_column}::timestamp with time zone END",
+            f"closed_at = CASE WHEN {close_work} THEN NULL ELSE v.{now_column} END",
         ]
         where = ["t.execution_id = v.id"] + [
-            f"t.{_quote(_FIELDS[name].column)} = v.{column}::{_FIELDS[name].db_type(connection)}"
+            f"t.{_quote(_FIELDS[name].column)} = v.{column}"
             for name, column in zip(filter_keys, filter_columns, strict=True)
         ]
-        width = 1 + len(columns) + len(filter_columns)
-        values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(indexes))
-        params: list[Any] = []
+        types = ["text"] + [
+            _FIELDS[name].db_type(connection) for name in (*update_keys, *filter_keys)
+        ]
+        arrays: list[list[Any]] = [[] for _ in types]
         for index in indexes:
             request = requests[index]
-            params.append(request.execution_id)
-            for name in update_keys:
-                params.append(_FIELDS[name].get_db_prep_save(request.update[name], connection))
-            for name in filter_keys:
-                params.append((request.filters or {})[name])  # type: ignore[literal-required]
+            arrays[0].append(request.execution_id)
+            for position, name in enumerate(update_keys, start=1):
+                value = _FIELDS[name].get_db_prep_save(request.update[name], connection)
+                arrays[position].append(value)
+            for position, name in enumerate(filter_keys, start=1 + len(update_keys)):
+                arrays[position].append((request.filters or {})[name])  # type: ignore[literal-required]
+        unnest = ", ".join(f"%s::{db_type}[]" for db_type in types)
         sql = (
             f"UPDATE {_TABLE} AS t SET {', '.join(sets)} "
-            f"FROM (VALUES {values}) AS v({', '.join(['id', *columns, *filter_columns])}) "
-            f"WHERE {' AND '.join(where)} RETURNING t.*"
+            f"FROM unnest({unnest}) AS v({', '.join(['id', *columns, *filter_columns])}) "
+            f"WHERE {' AND '.join(where)} RETURNING {_ROW_COLUMNS}"
         )
+        params = arrays
         by_id = {row.execution_id: row for row in self._raw(sql, params)}
         for index in indexes:
             request = requests[index]
@@ -266,7 +283,7 @@ class PostgresStorage(OrmStorage):
         rows: list[TaskExecution | None],
     ) -> None:
         """``UPDATE … SET active_children_count = active_children_count - v.n, <claim the parent
-        for processing when it reaches 0> FROM (VALUES …) v WHERE execution_id = v.parent``."""
+        for processing when it reaches 0> FROM unnest(…) v WHERE execution_id = v.parent``."""
         decrements: Counter[str] = Counter()
         owner: dict[str, int] = {}
         for index, row in enumerate(rows):
@@ -285,11 +302,9 @@ class PostgresStorage(OrmStorage):
         if not decrements:
             return
         now = requests[0].update["updated_at"]
-        values = ", ".join(["(%s, %s, %s::timestamptz)"] * len(decrements))
-        value_params: list[Any] = []
-        for parent_id in sorted(decrements):
-            lease = requests[owner[parent_id]].processing_expires_at
-            value_params += [parent_id, decrements[parent_id], lease]
+        parent_ids = sorted(decrements)
+        counts = [decrements[parent_id] for parent_id in parent_ids]
+        leases = [requests[owner[parent_id]].processing_expires_at for parent_id in parent_ids]
         claim = (
             "t.active_children_count - v.n = 0 AND t.status = 'waiting_for_children' "
             "AND t.on_children_finished_processing_status = 'idle' AND v.lease IS NOT NULL"
@@ -301,10 +316,11 @@ class PostgresStorage(OrmStorage):
             "ELSE t.on_children_finished_processing_status END, "
             f"on_children_finished_processing_expires_at = CASE WHEN {claim} THEN v.lease "
             "ELSE t.on_children_finished_processing_expires_at END "
-            f"FROM (VALUES {values}) AS v(parent_id, n, lease) WHERE t.execution_id = v.parent_id "
-            "RETURNING t.*"
+            "FROM unnest(%s::text[], %s::integer[], %s::timestamptz[]) AS v(parent_id, n, lease) "
+            "WHERE t.execution_id = v.parent_id "
+            f"RETURNING {_ROW_COLUMNS}"
         )
-        parents = self._raw(sql, [now, *value_params])
+        parents = self._raw(sql, [now, parent_ids, counts, leases])
         for parent in parents:
             lease = requests[owner[parent.execution_id]].processing_expires_at
             claimed = (
