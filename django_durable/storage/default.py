@@ -18,11 +18,15 @@ _pid: int | None = None
 
 
 def make_storage(using: str = "default") -> TaskExecutionsStorage:
-    """The fastest storage for the database: raw SQL claims on PostgreSQL, the ORM elsewhere."""
+    """The fastest storage for the database: raw SQL on PostgreSQL with psycopg 3, the ORM
+    elsewhere (SQLite, and PostgreSQL through psycopg2)."""
     if connections[using].vendor == "postgresql":
-        from .postgres import PostgresStorage
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-        return PostgresStorage(using)
+        if is_psycopg3:
+            from .postgres import PostgresStorage
+
+            return PostgresStorage(using)
     return OrmStorage(using)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import connections
 
 from ..models import FINISHED_STATUSES, CloseStatus, Status, TaskExecution
@@ -60,6 +61,24 @@ class PostgresStorage(OrmStorage):
             params.append(field.get_db_prep_save(value, connection))
         return parts, params
 
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run ``sql`` as a prepared statement with its parameters bound by the server; return
+        its rows.
+
+        Django's cursors merge parameters into the text client-side (every value escaped,
+        the statement parsed and planned again on each call). The engine's statements run
+        thousands of times a second with a fixed text: psycopg prepares each once per
+        connection. Errors are Django's, as from any cursor.
+        """
+        connection = connections[self.using]
+        connection.validate_thread_sharing()
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            connection.ensure_connection()
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchall() if cursor.description else []
+
     def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
         """Run ``sql``, which ends with ``RETURNING <_ROW_COLUMNS>``, and build the executions.
 
@@ -67,9 +86,7 @@ class PostgresStorage(OrmStorage):
         call; the claim and the settle run thousands of times a second.
         """
         connection = connections[self.using]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            results = cursor.fetchall()
+        results = self._execute(sql, params)
         rows = []
         for result in results:
             values = list(result)
@@ -106,9 +123,7 @@ class PostgresStorage(OrmStorage):
             f"INSERT INTO {_TABLE} ({_INSERT_COLUMNS}) "
             f"VALUES {', '.join([_INSERT_ROW] * len(executions))} RETURNING id"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            ids = cursor.fetchall()
+        ids = self._execute(sql, params)
         for row, (pk,) in zip(executions, ids, strict=True):
             row.id = pk
             row._state.adding = False
@@ -188,19 +203,14 @@ class PostgresStorage(OrmStorage):
         """:meth:`OrmStorage._lock_families` in two plain statements (it runs for every batch)."""
         if len(requests) < 2:
             return
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(
-                f"SELECT parent_execution_id FROM {_TABLE} WHERE execution_id = ANY(%s) "
-                "ORDER BY execution_id FOR UPDATE",
-                [sorted({r.execution_id for r in requests})],
-            )
-            parent_ids = {parent_id for (parent_id,) in cursor.fetchall() if parent_id}
-            if parent_ids:
-                cursor.execute(
-                    f"SELECT id FROM {_TABLE} WHERE execution_id = ANY(%s) "
-                    "ORDER BY execution_id FOR UPDATE",
-                    [sorted(parent_ids)],
-                )
+        lock = (
+            f"SELECT parent_execution_id FROM {_TABLE} WHERE execution_id = ANY(%s) "
+            "ORDER BY execution_id FOR UPDATE"
+        )
+        rows = self._execute(lock, [sorted({r.execution_id for r in requests})])
+        parent_ids = {parent_id for (parent_id,) in rows if parent_id}
+        if parent_ids:
+            self._execute(lock, [sorted(parent_ids)])
 
     def _finish_rows(
         self,
