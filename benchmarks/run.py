@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VENV = REPO / ".venv"
 RESULTS = HERE / "results"
+DEFAULT_OUTPUT = RESULTS / "latest.json"
 
 
 def _ensure_venv() -> None:
@@ -259,7 +260,7 @@ def summarize(raw: dict[str, Any], floor_medians: dict[str, float]) -> dict[str,
     return summary
 
 
-def _fmt(value: float) -> str:
+def fmt(value: float) -> str:
     if value >= 1000:
         return f"{value:,.0f}"
     if value >= 100:
@@ -293,7 +294,7 @@ def print_table(results: dict[str, Any], dbs: list[str], options: dict[str, Any]
                 line += f" | {'-':<28} {'':>7}"
                 continue
             spread = summary["spread"][key]
-            cell = f"{_fmt(summary[key])} [{_fmt(spread['min'])}-{_fmt(spread['max'])}]"
+            cell = f"{fmt(summary[key])} [{fmt(spread['min'])}-{fmt(spread['max'])}]"
             ratio = summary["ratio_to_floor"].get(key)
             line += f" | {cell:<28} {(f'{ratio:.2f}' if ratio is not None else ''):>7}"
         print(line)
@@ -343,7 +344,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--poll-interval", type=float, help="durable_worker --poll-interval (default: engine's)"
     )
     parser.add_argument(
-        "--output", type=Path, default=RESULTS / "latest.json", help="where to write the JSON"
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON"
     )
     return parser.parse_args(argv)
 
@@ -410,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, dbs, options)
     print(f"\nwrote {args.output} ({machine['duration_s']} s)")
+    if args.output.resolve() == DEFAULT_OUTPUT.resolve() and not args.quick:
+        from report import main as write_report
+
+        write_report([str(args.output)])
     failed = any(results[db]["errors"] for db in dbs)
     return 1 if failed else 0
 
