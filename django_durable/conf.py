@@ -81,7 +81,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION": None,
     # Worker heartbeat period; a worker silent for 3 periods is taken as dead.
     "HEARTBEAT_INTERVAL": 5,
-    # Wake workers with LISTEN/NOTIFY on PostgreSQL (polling stays as the fallback).
+    # Wake workers across processes: LISTEN/NOTIFY on PostgreSQL, PRAGMA data_version on
+    # SQLite (polling stays as the fallback).
     "LISTEN_NOTIFY": True,
     # Who runs claimed executions: "worker" (manage.py durable_worker) or "celery".
     "DISPATCH": "worker",

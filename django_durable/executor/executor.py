@@ -33,6 +33,7 @@ from ..models import Status, TaskExecution, generate_executor_id
 from ..notify import Listener, supports_notify
 from ..results import ParentRunResult
 from ..serialization import deserialize
+from ..sqlite_watch import DataVersionWatcher, database_file
 from ..storage import get_storage
 from ..storage import workers as worker_registry
 from ..storage.layer import StorageLayer
@@ -132,7 +133,7 @@ class Executor:
         self._engine_pool: ThreadPoolExecutor | None = None
         self._transitions: Transitions | None = None
         self._claim_loop: BackgroundLoop | None = None
-        self._listener: Listener | None = None
+        self._listener: Listener | DataVersionWatcher | None = None
 
     # -- properties ------------------------------------------------------------------------
 
@@ -206,6 +207,9 @@ class Executor:
             loop.start()
         if config.listen_notify and supports_notify():
             self._listener = Listener()
+            self._listener.start()
+        elif config.listen_notify and self._claim and (path := database_file()) is not None:
+            self._listener = DataVersionWatcher(path)
             self._listener.start()
         logger.info("executor=%s event=started", self.id)
 

@@ -285,3 +285,16 @@ def test_sigterm_hands_back_a_task_longer_than_the_grace_period(
     assert execution.retry_attempts == 0
     assert [run.pid for run in _runs(handle.execution_id)] == [worker.pid, worker_b.pid]
     print(f"\nSIGTERM with hand-back: exited 0 {exited_after:.1f}s after the signal")
+
+
+def test_an_idle_worker_is_woken_by_an_enqueue_from_another_process(
+    worker_processes: WorkerProcesses,
+) -> None:
+    """With a 60 s poll interval, only a cross-process wake-up can start the execution in
+    time: LISTEN/NOTIFY on PostgreSQL, the ``PRAGMA data_version`` watcher on SQLite."""
+    worker_processes.start("idle", settings={"POLL_INTERVAL": 60})
+    time.sleep(0.5)  # past the first claims made at start-up: the worker is idle, waiting
+    handles = [record.enqueue({"n": n}) for n in range(3)]
+    ids = [handle.execution_id for handle in handles]
+    wait_for(_completed(ids), 30, _not_done(worker_processes, ids))
+    assert {run.execution_id for run in RunRecord.objects.all()} == set(ids)
