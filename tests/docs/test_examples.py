@@ -90,8 +90,10 @@ def python_blocks(path: Path) -> list[Block]:
                 raise ValueError(
                     f"{path}:{index}: unknown docs-test mode {mode!r} (one of {sorted(MODES)})"
                 )
-            body = [line[len(indent) :] if line.startswith(indent) else line for line in
-                    lines[index + 1 : end]]
+            body = [
+                line[len(indent) :] if line.startswith(indent) else line
+                for line in lines[index + 1 : end]
+            ]
             blocks.append(Block(path, index + 2, "\n".join(body) + "\n", mode))
         index = end + 1
     return blocks
