@@ -100,7 +100,7 @@ def python_blocks(path: Path) -> list[Block]:
 
 
 def documentation_pages() -> list[Path]:
-    return sorted(DOCS.rglob("*.md")) + [REPO_ROOT / "README.md"]
+    return [*sorted(DOCS.rglob("*.md")), REPO_ROOT / "README.md"]
 
 
 def page_id(path: Path) -> str:
