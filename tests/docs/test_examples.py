@@ -20,6 +20,7 @@ The convention, for whoever writes a page:
       Celery app). Prefer a runnable block where one is possible.
 
 - Blocks fenced as anything else (``sh``, ``json``, ``text``, ``yaml``, ``ini``) are not run.
+- ``ruff format`` formats the Python blocks of Markdown files like the code: run it on the page.
 
 A page added under ``docs/`` is picked up without any change here.
 """
