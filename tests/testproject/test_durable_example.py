@@ -1,5 +1,5 @@
 """``testproject/manage.py durable_example``, run as ``scripts/example.sh`` runs it: a real
-process (which starts a real worker process) on the test database, twice in a row."""
+process (which starts a real worker process) on the test database (twice in a row on SQLite)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ def run_example(tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_durable_example_runs_the_workflows_on_a_worker_and_prints_their_trees(
     tmp_path: Path,
 ) -> None:
-    for run in (1, 2):  # the database keeps the first run's executions: a second run works too
+    # scripts/example.sh keeps its SQLite database: a second run on the first one's rows works too.
+    runs = (1, 2) if connection.vendor == "sqlite" else (1,)
+    for run in runs:
         result = run_example(tmp_path)
         output = result.stdout
         assert result.returncode == 0, f"run {run}:\n{output}\n{result.stderr}"
@@ -85,7 +87,7 @@ def test_durable_example_runs_the_workflows_on_a_worker_and_prints_their_trees(
         assert "runserver" in output and "/admin/django_durable/taskexecution/" in output
 
     roots = TaskExecution.objects.filter(parent_execution_id__isnull=True)
-    assert roots.count() == 10
+    assert roots.count() == 5 * len(runs)
     assert set(roots.values_list("status", flat=True)) == {"completed"}
-    assert Worker.objects.count() == 2
+    assert Worker.objects.count() == len(runs)
     assert not Worker.objects.filter(stopped_at__isnull=True).exists()
