@@ -132,8 +132,10 @@ ensure_venv() {
     fi
     (
         cd "$REPO_ROOT" || exit 1
+        # "compat" is deliberate (above): setuptools' notice that it is transitional is silenced.
         pip_quiet "$venv" install -r "$reqs" \
-            && pip_quiet "$venv" install --no-deps --no-build-isolation -e . \
+            && PYTHONWARNINGS="ignore:Compat editable installs" \
+                pip_quiet "$venv" install --no-deps --no-build-isolation -e . \
                 --config-settings editable_mode=compat \
             && "$venv/bin/python" -m pip check
     ) || die "pip failed to install $reqs into $venv"

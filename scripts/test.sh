@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test command. Installs what it needs, then runs the linters and the whole test suite on
-# SQLite and on a throwaway PostgreSQL server, with Python 3.11 + Django 5.2 (.venv) and then
-# Python 3.12 + Django 6.0 (.venv-dj6). tox.ini describes the same matrix.
+# The test command. Installs what it needs, then runs the linters, builds the documentation
+# (mkdocs build --strict) and runs the whole test suite on SQLite and on a throwaway PostgreSQL
+# server, with Python 3.11 + Django 5.2 (.venv) and then Python 3.12 + Django 6.0 (.venv-dj6).
+# tox.ini describes the same matrix.
 #
 # Usage: scripts/test.sh [--quick] [--skip-lint] [PYTEST_ARGS...]
 #   --quick       only Python 3.11 + Django 5.2 (no .venv-dj6)
-#   --skip-lint   no ruff / mypy / makemigrations --check (for quick iterations on tests)
+#   --skip-lint   no ruff / mypy / makemigrations --check / mkdocs build (quick iterations on tests)
 #   PYTEST_ARGS   passed to every pytest run, e.g. `scripts/test.sh -k claim -x`
 #
 # The PostgreSQL runs see DATABASE_URL=postgres://postgres@127.0.0.1:PORT/django_durable and
@@ -313,7 +314,7 @@ if [ "$QUICK" = 0 ]; then
 fi
 
 if [ "$LINT" = 0 ]; then
-    skip_step "ruff, mypy, makemigrations --check" "--skip-lint"
+    skip_step "ruff, mypy, makemigrations --check, mkdocs build" "--skip-lint"
 else
     step "ruff check" lint_cmd "$VENV/bin/ruff" check .
     if [ "$CHECK_FORMAT" = 1 ]; then
@@ -325,6 +326,8 @@ else
     else
         skip_step "makemigrations --check" "no django_durable/models.py yet"
     fi
+    step "mkdocs build --strict" lint_cmd "$VENV/bin/mkdocs" build --strict --quiet \
+        --site-dir "$RUN_TMP/site"
 fi
 
 step "system packages (Chromium, Redis)" ensure_system_packages

@@ -1,7 +1,8 @@
 """Settings of the test project, read from the environment with django-environ.
 
-``DATABASE_URL`` picks the database (default: SQLite in ``testproject/db.sqlite3``);
-``SECRET_KEY``, ``DEBUG`` and ``ALLOWED_HOSTS`` may be set too.
+``DATABASE_URL`` picks the database (default: SQLite in ``testproject/db.sqlite3``, e.g.
+``postgres://user:password@127.0.0.1:5432/durable`` for PostgreSQL); ``SECRET_KEY``, ``DEBUG``,
+``ALLOWED_HOSTS`` and ``CELERY_BROKER_URL`` may be set too.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",
     ],
 }
+
+# The Celery broker, used only when executions are dispatched to Celery (docs/celery.md).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 
 # django-durable's settings; every key is optional (see docs/settings.md).
 DURABLE: dict = {}

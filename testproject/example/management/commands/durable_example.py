@@ -1,45 +1,40 @@
-"""``manage.py durable_example``: run the example workflows end to end and print them."""
+"""``manage.py durable_example``: run the example workflows on a real worker and print them."""
 
 from __future__ import annotations
 
-import json
-import uuid
+from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_durable import Executor, wakeup_sleeping_task
-from example import tasks
+from example.demo import Demo, DemoError
 
 
 class Command(BaseCommand):
-    help = "Enqueue the example workflows, run them with an in-process executor, print results."
+    help = (
+        "Start a durable_worker, enqueue the example workflows, show their progress, print "
+        "each finished execution tree and stop the worker."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--worker-log",
+            type=Path,
+            default=Path(settings.BASE_DIR) / "durable-worker.log",
+            help="File that receives the worker's output (default: %(default)s).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with Executor(poll_interval=0.05):
-            runs = {
-                "parent with children and finalize": tasks.upload_file.enqueue({"path": "a.txt"}),
-                "retries with backoff": tasks.flaky.enqueue(),
-                "sequential pipeline": tasks.pipeline.enqueue(1),
-                "looping task": tasks.poll.enqueue({"done_after": 3}),
-            }
-            order = f"order-{uuid.uuid4().hex[:8]}"
-            payment = tasks.wait_for_payment.enqueue(order)
-            woken = wakeup_sleeping_task(
-                tasks.wait_for_payment, order, status="completed", output={"paid": True}
-            )
-            failed = []
-            for name, handle in runs.items():
-                execution = handle.wait(timeout=30)
-                self.stdout.write(
-                    f"{name}: {execution.status} -> {json.dumps(execution.output, default=str)}"
-                )
-                if execution.status != "completed":
-                    failed.append(name)
-            self.stdout.write(
-                f"sleeping task woken by webhook: {woken.status} -> {json.dumps(woken.output)}"
-                f" ({payment.execution_id})"
-            )
+        demo = Demo(self.stdout.write, options["worker_log"])
+        try:
+            roots = demo.run()
+        except DemoError as error:
+            raise CommandError(str(error)) from None
+        demo.print_trees(roots)
+        failed = [f"{root.task_id} [{root.status}]" for root in roots if root.status != "completed"]
         if failed:
             raise CommandError(f"Example workflows did not complete: {', '.join(failed)}")
-        self.stdout.write(self.style.SUCCESS("All example workflows completed."))
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"All {len(roots)} example workflows completed."))
+        demo.print_next_steps(roots)
