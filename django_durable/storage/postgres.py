@@ -81,6 +81,30 @@ class PostgresStorage(OrmStorage):
         rows.sort(key=lambda row: (-row.priority, row.start_at, row.id))
         return rows
 
+    def update_by_id_and_status_and_start_at_less_than_and_return(
+        self,
+        *,
+        execution_id: str,
+        status: str,
+        start_at_less_than: datetime,
+        update: Update,
+        update_expires_at_with_started_at: datetime,
+    ) -> TaskExecution | None:
+        """``WITH picked AS (SELECT id … WHERE execution_id = %s AND status = %s AND start_at
+        < %s FOR UPDATE SKIP LOCKED) UPDATE … FROM picked RETURNING *``: claims one row by id
+        in one statement (the Celery runner's claim)."""
+        sets, params = self._set_clause(update)
+        sets.append('"expires_at" = %s + t."timeout" * interval \'1 second\'')
+        params.append(update_expires_at_with_started_at)
+        sql = (
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} WHERE execution_id = %s "
+            "AND status = %s AND start_at < %s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} FROM picked WHERE t.id = picked.id "
+            "RETURNING t.*"
+        )
+        rows = self._raw(sql, [execution_id, status, start_at_less_than, *params])
+        return rows[0] if rows else None
+
     # -- recording finished executions -----------------------------------------------------------
 
     def update_many_by_id_and_settle(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:

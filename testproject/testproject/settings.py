@@ -1,7 +1,8 @@
 """Settings of the test project, read from the environment with django-environ.
 
 ``DATABASE_URL`` picks the database (default: SQLite in ``testproject/db.sqlite3``);
-``SECRET_KEY``, ``DEBUG`` and ``ALLOWED_HOSTS`` may be set too.
+``SECRET_KEY``, ``DEBUG`` and ``ALLOWED_HOSTS`` may be set too; ``CELERY_BROKER_URL`` (default:
+Redis on ``127.0.0.1:6379``) and ``DURABLE_DISPATCH`` (``worker`` or ``celery``) for Celery.
 """
 
 from __future__ import annotations
@@ -87,7 +88,13 @@ REST_FRAMEWORK = {
 }
 
 # django-durable's settings; every key is optional (see docs/settings.md).
-DURABLE: dict = {}
+# DURABLE_DISPATCH=celery runs executions on Celery workers (see docs/celery.md).
+DURABLE: dict = {"DISPATCH": env("DURABLE_DISPATCH", default="worker")}
+
+# Celery (testproject/celery.py reads every CELERY_* setting).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 LOGGING = {
     "version": 1,
