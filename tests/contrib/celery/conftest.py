@@ -80,6 +80,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for(ready, 30, "redis-server did not answer within 30 s")
         yield url
     finally:
+        celery_app.close()  # the publisher's broker connections
         client.close()
         process.terminate()
         try:
@@ -99,10 +100,7 @@ def celery_dispatch(redis_url: str, settings: Any) -> Iterator[Any]:
     redis.Redis.from_url(redis_url).flushdb()
     celery_app.conf.broker_url = redis_url
     settings.DURABLE = {**settings.DURABLE, "DISPATCH": "celery"}
-    try:
-        yield celery_app
-    finally:
-        celery_app.pool.force_close_all()
+    yield celery_app
 
 
 class CeleryWorkers:
