@@ -99,6 +99,7 @@ def celery_dispatch(redis_url: str, settings: Any) -> Iterator[Any]:
 
     redis.Redis.from_url(redis_url).flushdb()
     celery_app.conf.broker_url = redis_url
+    celery_app.set_current()  # the app django-durable's shared tasks publish with
     settings.DURABLE = {**settings.DURABLE, "DISPATCH": "celery"}
     yield celery_app
 
