@@ -62,11 +62,10 @@ class CeleryExecutor(Executor):
         Returns what happened: ``"ran"``; ``"deferred"`` (not due yet: published again with
         the rest of its countdown); ``"skipped"`` (not ``ready``: running elsewhere, finished,
         cancelled, or being claimed by another worker); ``"missing"`` (no such row); or
-        ``"requeued"`` (this executor is stopping: published again for another worker).
+        ``"requeued"`` (this executor is stopping, or not started: published again).
         """
-        self.start()
         now = timezone.now()
-        if self._shut_down:
+        if self._shut_down or not self._started:
             publish_many([(execution_id, now)])
             return "requeued"
         row = self.storage.claim_ready_by_id(
@@ -111,9 +110,10 @@ def get_executor() -> CeleryExecutor:
         return executor
     with _lock:
         if _executor is None or _pid != os.getpid():
-            _executor = CeleryExecutor()
-            _pid = os.getpid()
-            _executor.start()
+            # Published only once started: other threads take it without the lock.
+            started = CeleryExecutor()
+            started.start()
+            _executor, _pid = started, os.getpid()
         return _executor
 
 
