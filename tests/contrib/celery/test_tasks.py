@@ -60,8 +60,12 @@ def _wait_finished(handle, workers: CeleryWorkers, timeout: float = 30.0) -> Tas
 
 def test_example_workflows_complete_through_celery_workers(celery_workers: CeleryWorkers) -> None:
     """Parent + children + finalize task, a sequence, a sleeping child woken up, retries with a
-    countdown, a timeout and a cancellation: the same outcomes as with ``durable_worker``."""
-    celery_workers.start("a", beat=True)
+    countdown, a timeout, a cancellation and a delayed start: the same outcomes as with
+    ``durable_worker``."""
+    worker = celery_workers.start("a", beat=True)
+    delayed = record.enqueue("delayed", sleep_before_run=1.5)
+    # A copy that comes early: the worker finds the row not due and publishes it again.
+    publish_many([(delayed.execution_id, timezone.now())])
     parent = fan_out.enqueue([1, 2, 3])
     sequence = chain.enqueue(1)
     waiting = await_approval.enqueue("approval-1")
@@ -112,6 +116,11 @@ def test_example_workflows_complete_through_celery_workers(celery_workers: Celer
         lambda: "the worker never took the cancellation\n" + celery_workers.tails(),
     )
     assert cancelled.get_execution().status == Status.CANCELLED
+
+    assert delayed.wait(timeout=30).output == "delayed"
+    (run,) = RunRecord.objects.filter(execution_id=delayed.execution_id)
+    assert run.started_at >= delayed.get_execution().start_at
+    assert "'deferred'" in worker.output()
 
 
 def test_sigkill_mid_task_completes_after_expiry(celery_workers: CeleryWorkers) -> None:
