@@ -37,6 +37,15 @@ class CeleryExecutor(Executor):
 
     def __init__(self, **overrides: Any) -> None:
         super().__init__(claim=False, sweepers=False, **overrides)
+        self._stopped = threading.Event()
+
+    def shutdown(self) -> None:
+        """Stop as ``Executor.shutdown`` does; tasks waiting for handed-back attempts return
+        once the hand-back is written."""
+        try:
+            super().shutdown()
+        finally:
+            self._stopped.set()
 
     def start(self) -> None:
         """Start the pools and the cancel and close loops; idempotent."""
@@ -85,6 +94,10 @@ class CeleryExecutor(Executor):
         with self._idle:
             while self._running.get(execution_id) is attempt:
                 self._idle.wait()
+        if self.shutdown_signal.is_set():
+            # Handed back at shutdown: the attempt left the map before the row was written
+            # back; the process must not exit in between.
+            self._stopped.wait(self.config.shutdown_timeout + 60)
         return "ran"
 
     def _not_claimed(self, execution_id: str, now: Any) -> str:

@@ -22,7 +22,7 @@ from django_durable.contrib.celery.dispatch import publish_many
 from django_durable.models import Status, TaskExecution
 from tests.commands.workers import wait_for
 from tests.testapp.models import RunRecord
-from tests.testapp.tasks import record
+from tests.testapp.tasks import record, sleep
 
 from .conftest import CeleryWorkers
 from .workflows import (
@@ -185,3 +185,29 @@ def test_two_workers_never_run_one_execution_twice(
     assert [execution_id for execution_id, n in runs.items() if n > 1] == []
     pids = set(RunRecord.objects.filter(execution_id__in=ids).values_list("pid", flat=True))
     assert pids == {worker.pid for worker in celery_workers.workers}
+
+
+def test_warm_shutdown_hands_running_attempts_back(celery_workers: CeleryWorkers) -> None:
+    """SIGTERM: the worker gives its running attempt SHUTDOWN_TIMEOUT, hands it back (ready,
+    published again) and exits; another worker runs it."""
+    worker_a = celery_workers.start("a", settings={"SHUTDOWN_TIMEOUT": 0.5})
+    handle = sleep.enqueue({"seconds": 30, "cooperative": True})
+    wait_for(
+        lambda: RunRecord.objects.filter(execution_id=handle.execution_id).exists(),
+        30,
+        lambda: "worker A never ran it\n" + celery_workers.tails(),
+    )
+    worker_a.send_signal(signal.SIGTERM)
+    assert worker_a.wait(30) == 0
+    assert "event=handed_back" in worker_a.output()
+    assert handle.get_execution().status == Status.READY
+
+    worker_b = celery_workers.start("b")
+    wait_for(
+        lambda: RunRecord.objects.filter(execution_id=handle.execution_id).count() == 2,
+        30,
+        lambda: "worker B never ran it again\n" + celery_workers.tails(),
+    )
+    runs = list(RunRecord.objects.filter(execution_id=handle.execution_id))
+    assert [run.pid for run in runs] == [worker_a.pid, worker_b.pid]
+    handle.cancel()  # no need to wait 30 s for it
