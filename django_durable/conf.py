@@ -86,6 +86,8 @@ DEFAULTS: dict[str, Any] = {
     "LISTEN_NOTIFY": True,
     # Who runs claimed executions: "worker" (manage.py durable_worker) or "celery".
     "DISPATCH": "worker",
+    # With DISPATCH "celery": a due ready execution waiting longer than this is published again.
+    "CELERY_REDISPATCH_AFTER": 60,
     # Periodic enqueues: {name: {schedule options}}.
     "SCHEDULES": {},
     # DRF permission classes (dotted paths) that guard the HTTP API.
@@ -275,6 +277,7 @@ VALIDATORS: dict[str, Validator] = {
     "HEARTBEAT_INTERVAL": _seconds(0.0, low_inclusive=False),
     "LISTEN_NOTIFY": _boolean,
     "DISPATCH": _choice("worker", "celery"),
+    "CELERY_REDISPATCH_AFTER": _seconds(0.0, low_inclusive=False),
     "SCHEDULES": _schedules,
     "API_PERMISSION_CLASSES": _dotted_paths,
     "WAKEUP_TOKEN_MAX_AGE": _seconds(0.0, low_inclusive=False),
@@ -387,6 +390,7 @@ class DurableSettings:
     HEARTBEAT_INTERVAL: float
     LISTEN_NOTIFY: bool
     DISPATCH: str
+    CELERY_REDISPATCH_AFTER: float
     SCHEDULES: dict[str, dict[str, Any]]
     API_PERMISSION_CLASSES: list[type]
     WAKEUP_TOKEN_MAX_AGE: float
@@ -465,6 +469,7 @@ class DurableSettingsSnapshot:
     heartbeat_interval: float
     listen_notify: bool
     dispatch: str
+    celery_redispatch_after: float
     schedules: Mapping[str, Mapping[str, Any]]
     api_permission_classes: tuple[str | type, ...]
     wakeup_token_max_age: float

@@ -18,7 +18,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from . import wakeups
+from . import dispatch, wakeups
 from .conf import durable_settings
 from .errors import (
     DurableExecutionCancelledError,
@@ -203,6 +203,7 @@ def _insert(rows: list[TaskExecution]) -> None:
         with transaction.atomic():
             TaskExecution.objects.bulk_create(rows)
         transaction.on_commit(lambda: wakeups.notify(wakeups.READY))
+        dispatch.rows_ready(rows)
         return
     try:
         get_storage().insert_many(rows)
@@ -211,6 +212,7 @@ def _insert(rows: list[TaskExecution]) -> None:
     except DatabaseError as error:
         raise convert_error(error) from error
     wakeups.notify(wakeups.READY)
+    dispatch.rows_ready(rows)
 
 
 def get_handle(task: Task | str, execution_id: str | None = None) -> TaskHandle:

@@ -268,7 +268,7 @@ pytest_run() {
     local -a envs=(-u DATABASE_URL "SQLITE_TEST_DIR=$RUN_TMP/sqlite-$label")
     mkdir -p "$RUN_TMP/sqlite-$label"
     [ "$db" = postgres ] && envs=("${PG_ENV[@]}")
-    envs+=("DURABLE_REQUIRE_BROWSER=1")
+    envs+=("DURABLE_REQUIRE_BROWSER=1" "DURABLE_REQUIRE_REDIS=1")
     env "${envs[@]}" "$venv/bin/python" -m pytest --junitxml="$ARTIFACTS/junit-$label.xml" \
         "${PYTEST_ARGS[@]}"
     rc=$?

@@ -163,6 +163,8 @@ BAD_VALUES = [
     ("HEARTBEAT_INTERVAL", 0),
     ("LISTEN_NOTIFY", None),
     ("DISPATCH", "threads"),
+    ("CELERY_REDISPATCH_AFTER", 0),
+    ("CELERY_REDISPATCH_AFTER", "60"),
     ("SCHEDULES", []),
     ("SCHEDULES", {"nightly": "0 3 * * *"}),
     ("API_PERMISSION_CLASSES", "rest_framework.permissions.AllowAny"),

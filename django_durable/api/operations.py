@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from .. import wakeups
+from .. import dispatch, wakeups
 from ..errors import DurableExecutionError, DurableExecutionNotFoundError
 from ..executions import build_execution
 from ..models import ERRORED_STATUSES, TaskExecution
@@ -115,6 +115,8 @@ def _insert(row: TaskExecution) -> None:
         with transaction.atomic():
             TaskExecution.objects.bulk_create([row])
         transaction.on_commit(lambda: wakeups.notify(wakeups.READY))
+        dispatch.rows_ready([row])
         return
     get_storage().insert_many([row])
     wakeups.notify(wakeups.READY)
+    dispatch.rows_ready([row])

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
-from .. import wakeups
+from .. import dispatch, wakeups
 from ..conf import DurableSettingsSnapshot, resolve
 from ..context import Signal, TaskContext
 from ..errors import (
@@ -321,13 +321,15 @@ class Executor:
         attempt.ctx.abort_signal.set()
         self._forget(attempt)
         try:
+            now = timezone.now()
             self.storage.update_by_id(
-                timezone.now(),
+                now,
                 attempt.row.execution_id,
-                {"status": Status.READY, "start_at": timezone.now()},
+                {"status": Status.READY, "start_at": now},
                 {"status": Status.RUNNING, "executor_id": self.id},
             )
             wakeups.notify(wakeups.READY)
+            dispatch.ready([(attempt.row.execution_id, now)])
             logger.warning(
                 "executor=%s event=handed_back execution=%s", self.id, attempt.row.execution_id
             )
@@ -379,8 +381,9 @@ class Executor:
         if released:
             logger.warning("executor=%s event=released_orphans count=%d", self.id, released)
             wakeups.notify(wakeups.READY)
+            dispatch.requeued_at(now)
 
-    def _start_attempt(self, row: TaskExecution) -> None:
+    def _start_attempt(self, row: TaskExecution) -> Attempt | None:
         task = registry.get(row.task_id)
         ctx = TaskContext(
             task_id=row.task_id,
@@ -396,7 +399,8 @@ class Executor:
         with self._running_lock:
             previous = self._running.get(row.execution_id)
             if previous is not None and not previous.settled:
-                return  # cannot happen: a claim needs a ready row, which only a recorded end makes
+                # Cannot happen: a claim needs a ready row, which only a recorded end makes.
+                return None
             # A retry claimed before the previous attempt left the map replaces it.
             self._running[row.execution_id] = attempt
         assert self._scheduler is not None
@@ -407,6 +411,7 @@ class Executor:
         else:
             assert self._task_pool is not None
             self._task_pool.submit(self._run_sync, attempt)
+        return attempt
 
     def _prepare_input(self, attempt: Attempt) -> Any:
         row, task = attempt.row, attempt.task
@@ -576,6 +581,7 @@ class Executor:
         if expired:
             logger.warning("executor=%s event=recovered reason=expired count=%d", self.id, expired)
             wakeups.notify(wakeups.READY)
+            dispatch.requeued_at(now)
         timed_out = storage.expire_running(
             now,
             is_sleeping_task=True,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from .. import wakeups
+from .. import dispatch, wakeups
 from ..conf import DurableSettingsSnapshot
 from ..errors import (
     DurableExecutionCancelledError,
@@ -270,6 +270,7 @@ class Transitions:
         if error.is_retryable and row.retry_attempts < retry.max_retries:
             delay = retry.delay(row.retry_attempts)
             now = timezone.now()
+            start_at = now + timedelta(seconds=delay)
             self.storage.update_by_id(
                 now,
                 row.execution_id,
@@ -277,7 +278,7 @@ class Transitions:
                     "status": Status.READY,
                     "error": stored,
                     "retry_attempts": row.retry_attempts + 1,
-                    "start_at": now + timedelta(seconds=delay),
+                    "start_at": start_at,
                 },
                 _owned(row),
                 row,
@@ -293,6 +294,7 @@ class Transitions:
             if self._on_retry_scheduled is not None:
                 self._on_retry_scheduled(delay)
             wakeups.notify(wakeups.READY)
+            dispatch.ready([(row.execution_id, start_at)])
             return
         if isinstance(raw_error, DurableExecutionTimedOutError):
             status = Status.TIMED_OUT
@@ -364,6 +366,7 @@ class Transitions:
             row,
         )
         wakeups.notify(wakeups.READY)
+        dispatch.rows_ready(rows)
 
     def _build_child(
         self,
@@ -480,6 +483,7 @@ class Transitions:
                 row,
             )
             wakeups.notify(wakeups.READY)
+            dispatch.rows_ready([finalize_row])
         else:
             update = self._run_finalize_function(row, task, finalize_input)
             update.update({"waiting_for_finalize_started_at": now, "children": []})
@@ -590,6 +594,7 @@ class Transitions:
                 parent,
             )
             wakeups.notify(wakeups.READY)
+            dispatch.rows_ready([finalize_row])
         else:
             update = self._run_finalize_function(parent, task, finalize_input)
             update.update({"waiting_for_finalize_started_at": now, **processed})
@@ -698,6 +703,8 @@ class Transitions:
                 self._local.release()
         else:
             wakeups.notify(wakeups.READY)
+            if updated is not False:
+                dispatch.rows_ready([step])
 
     # -- closing ---------------------------------------------------------------------------------
 

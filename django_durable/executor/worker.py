@@ -126,9 +126,10 @@ class Worker:
                         self.id,
                         recovered,
                     )
-                    from .. import wakeups
+                    from .. import dispatch, wakeups
 
                     wakeups.notify(wakeups.READY)
+                    dispatch.requeued_at(now)
         except Exception as error:
             logger.warning("worker=%s event=heartbeat_failed error=%s", self.id, error)
         finally:

@@ -146,6 +146,25 @@ class TaskExecutionsStorage(abc.ABC):
         ``expires_at = update_expires_at_with_started_at + row.timeout``.
         """
 
+    def update_by_id_and_status_and_start_at_less_than_and_return(
+        self,
+        *,
+        execution_id: str,
+        status: str,
+        start_at_less_than: datetime,
+        update: Update,
+        update_expires_at_with_started_at: datetime,
+    ) -> TaskExecution | None:
+        """Claim one row by id if it has ``status``, its start time passed and no one holds a
+        lock on it; set ``expires_at`` as the claim above. Returns the updated row or ``None``.
+
+        Used by the Celery runner (:mod:`django_durable.contrib.celery`), which is told which
+        execution to run; a storage without it cannot be used with ``DISPATCH = "celery"``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot claim one execution by id (DISPATCH = 'celery')"
+        )
+
     @abc.abstractmethod
     def update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(  # noqa: E501
         self,

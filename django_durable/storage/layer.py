@@ -301,6 +301,23 @@ class StorageLayer:
             ),
         )
 
+    def claim_ready_by_id(
+        self, now: datetime, execution_id: str, *, executor_id: str, expires_at_base: datetime
+    ) -> TaskExecution | None:
+        """Claim the execution ``execution_id`` for ``executor_id`` if it is ``ready``, its
+        start time passed and no one else is claiming it; ``None`` otherwise."""
+        update = derive_update(now, {"status": "running", "executor_id": executor_id})
+        return self._call(
+            "update_by_id_and_status_and_start_at_less_than_and_return",
+            lambda: self.storage.update_by_id_and_status_and_start_at_less_than_and_return(
+                execution_id=execution_id,
+                status="ready",
+                start_at_less_than=now,
+                update=update,
+                update_expires_at_with_started_at=expires_at_base,
+            ),
+        )
+
     def claim_children_finished(
         self, now: datetime, *, expires_at: datetime, limit: int
     ) -> list[TaskExecution]:

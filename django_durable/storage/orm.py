@@ -349,6 +349,23 @@ class OrmStorage(TaskExecutionsStorage):
             expires_at_base=update_expires_at_with_started_at,
         )
 
+    def update_by_id_and_status_and_start_at_less_than_and_return(
+        self,
+        *,
+        execution_id: str,
+        status: str,
+        start_at_less_than: datetime,
+        update: Update,
+        update_expires_at_with_started_at: datetime,
+    ) -> TaskExecution | None:
+        queryset = self.objects.filter(
+            execution_id=execution_id, status=status, start_at__lt=start_at_less_than
+        )
+        rows = self._claim(
+            queryset, ("id",), 1, update, expires_at_base=update_expires_at_with_started_at
+        )
+        return rows[0] if rows else None
+
     def update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(  # noqa: E501
         self,
         *,

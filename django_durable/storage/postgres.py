@@ -80,13 +80,17 @@ class PostgresStorage(OrmStorage):
                 return cursor.fetchall() if cursor.description else []
 
     def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
-        """Run ``sql``, which ends with ``RETURNING <_ROW_COLUMNS>``, and build the executions.
+        """Run ``sql`` (an ``UPDATE`` of alias ``t``) returning whole rows, build the executions.
+
+        The ``RETURNING`` list is appended here: every column in model order, so that a result
+        row is the positional arguments of ``TaskExecution`` (``t.*`` would follow the table's
+        column order, which migrations may have made different).
 
         ``RawQuerySet`` would work out the column mapping and the converters again on every
         call; the claim and the settle run thousands of times a second.
         """
         connection = connections[self.using]
-        results = self._execute(sql, params)
+        results = self._execute(f"{sql} RETURNING {_ROW_COLUMNS}", params)
         rows = []
         for result in results:
             values = list(result)
@@ -158,12 +162,34 @@ class PostgresStorage(OrmStorage):
         sql = (
             f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} WHERE {where} "
             "ORDER BY priority DESC, start_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} FROM picked WHERE t.id = picked.id "
-            f"RETURNING {_ROW_COLUMNS}"
+            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} FROM picked WHERE t.id = picked.id"
         )
         rows = self._raw(sql, [*where_params, limit, *params])
         rows.sort(key=lambda row: (-row.priority, row.start_at, row.id))
         return rows
+
+    def update_by_id_and_status_and_start_at_less_than_and_return(
+        self,
+        *,
+        execution_id: str,
+        status: str,
+        start_at_less_than: datetime,
+        update: Update,
+        update_expires_at_with_started_at: datetime,
+    ) -> TaskExecution | None:
+        """``WITH picked AS (SELECT id … WHERE execution_id = %s AND status = %s AND start_at
+        < %s FOR UPDATE SKIP LOCKED) UPDATE … FROM picked RETURNING *``: claims one row by id
+        in one statement (the Celery runner's claim)."""
+        sets, params = self._set_clause(update)
+        sets.append('"expires_at" = %s + t."timeout" * interval \'1 second\'')
+        params.append(update_expires_at_with_started_at)
+        sql = (
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} WHERE execution_id = %s "
+            "AND status = %s AND start_at < %s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} FROM picked WHERE t.id = picked.id"
+        )
+        rows = self._raw(sql, [execution_id, status, start_at_less_than, *params])
+        return rows[0] if rows else None
 
     # -- recording finished executions -----------------------------------------------------------
 
@@ -269,7 +295,7 @@ class PostgresStorage(OrmStorage):
         sql = (
             f"UPDATE {_TABLE} AS t SET {', '.join(sets)} "
             f"FROM unnest({unnest}) AS v({', '.join(['id', *columns, *filter_columns])}) "
-            f"WHERE {' AND '.join(where)} RETURNING {_ROW_COLUMNS}"
+            f"WHERE {' AND '.join(where)}"
         )
         params = arrays
         by_id = {row.execution_id: row for row in self._raw(sql, params)}
@@ -327,8 +353,7 @@ class PostgresStorage(OrmStorage):
             f"on_children_finished_processing_expires_at = CASE WHEN {claim} THEN v.lease "
             "ELSE t.on_children_finished_processing_expires_at END "
             "FROM unnest(%s::text[], %s::integer[], %s::timestamptz[]) AS v(parent_id, n, lease) "
-            "WHERE t.execution_id = v.parent_id "
-            f"RETURNING {_ROW_COLUMNS}"
+            "WHERE t.execution_id = v.parent_id"
         )
         parents = self._raw(sql, [now, parent_ids, counts, leases])
         for parent in parents:

@@ -1,8 +1,9 @@
 """Settings of the test project, read from the environment with django-environ.
 
 ``DATABASE_URL`` picks the database (default: SQLite in ``testproject/db.sqlite3``, e.g.
-``postgres://user:password@127.0.0.1:5432/durable`` for PostgreSQL); ``SECRET_KEY``, ``DEBUG``,
-``ALLOWED_HOSTS`` and ``CELERY_BROKER_URL`` may be set too.
+``postgres://user:password@127.0.0.1:5432/durable`` for PostgreSQL);
+``SECRET_KEY``, ``DEBUG`` and ``ALLOWED_HOSTS`` may be set too; ``CELERY_BROKER_URL`` (default:
+Redis on ``127.0.0.1:6379``) and ``DURABLE_DISPATCH`` (``worker`` or ``celery``) for Celery.
 """
 
 from __future__ import annotations
@@ -87,11 +88,14 @@ REST_FRAMEWORK = {
     ],
 }
 
-# The Celery broker, used only when executions are dispatched to Celery (docs/celery.md).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
-
 # django-durable's settings; every key is optional (see docs/settings.md).
-DURABLE: dict = {}
+# DURABLE_DISPATCH=celery runs executions on Celery workers (see docs/celery.md).
+DURABLE: dict = {"DISPATCH": env("DURABLE_DISPATCH", default="worker")}
+
+# Celery (testproject/celery.py reads every CELERY_* setting).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,1 @@
+"""Optional integrations of django-durable with other libraries (e.g. :mod:`.celery`)."""
