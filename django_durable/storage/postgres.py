@@ -18,7 +18,13 @@ import psycopg
 from django.db import connections
 
 from ..models import FINISHED_STATUSES, CloseStatus, Status, TaskExecution
-from .base import SettleRequest, SettleResult, Update
+from .base import (
+    SettleRequest,
+    SettleResult,
+    Update,
+    UpdateByIdAndInsertChildrenRequest,
+    UpdateByIdRequest,
+)
 from .orm import OrmStorage
 
 _TABLE = TaskExecution._meta.db_table
@@ -132,6 +138,47 @@ class PostgresStorage(OrmStorage):
             row.id = pk
             row._state.adding = False
             row._state.db = self.using
+
+    # -- writes by id --------------------------------------------------------------------------
+
+    def _update_one(self, request: UpdateByIdRequest) -> bool:
+        """``UPDATE … SET <update> WHERE execution_id = %s AND <filters> RETURNING 1``: the
+        by-id write of ``update_many_by_id`` and of spawning children (a sequence's next step),
+        without the ORM's compilation of each call."""
+        connection = connections[self.using]
+        sets, params = self._set_clause(request.update)
+        where = ['"execution_id" = %s']
+        params.append(request.execution_id)
+        for name, value in (request.filters or {}).items():
+            field = _FIELDS[name]
+            if value is None:
+                where.append(f"{_quote(field.column)} IS NULL")
+            else:
+                where.append(f"{_quote(field.column)} = %s")
+                params.append(field.get_db_prep_value(value, connection))
+        sql = f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING 1"
+        return bool(self._execute(sql, params))
+
+    def update_many_by_id_and_insert_children_if_updated(
+        self, requests: Sequence[UpdateByIdAndInsertChildrenRequest]
+    ) -> list[bool]:
+        """Each by-id update (in execution id order), then one ``INSERT`` of the children of
+        the rows that matched, in one transaction."""
+        if not requests:
+            return []
+        updated = [False] * len(requests)
+        with self._atomic():
+            children: list[TaskExecution] = []
+            for index in sorted(range(len(requests)), key=lambda i: requests[i].execution_id):
+                request = requests[index]
+                updated[index] = self._update_one(
+                    UpdateByIdRequest(request.execution_id, request.update, request.filters)
+                )
+                if updated[index]:
+                    children.extend(request.children)
+            for start in range(0, len(children), _INSERT_CHUNK):
+                self._insert_chunk(children[start : start + _INSERT_CHUNK])
+        return updated
 
     # -- claiming ready work -----------------------------------------------------------------
 
