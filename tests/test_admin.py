@@ -513,6 +513,36 @@ class TestActions:
         assert row.status == Status.CANCELLED
         assert messages_of(response) == ["Cancelled 1 execution."]
 
+    def test_retry_selected_enqueues_a_new_execution_of_each_failed_one(self, admin_client) -> None:
+        @task(id="admin.flaky", timeout=10)
+        def flaky(ctx: Any, input: Any) -> Any:
+            return input
+
+        failed = make_row("admin.flaky", Status.FAILED, error={"message": "boom"})
+        done = make_row("admin.flaky", Status.COMPLETED)
+        response = admin_client.post(
+            reverse(CHANGELIST),
+            {"action": "retry_selected", "index": 0, "_selected_action": [failed.pk, done.pk]},
+            follow=True,
+        )
+        assert messages_of(response) == ["Retried 1 execution as new executions."]
+        new = TaskExecution.objects.get(retried_from_execution_id=failed.execution_id)
+        assert (new.status, new.input, new.task_id) == (Status.READY, failed.input, "admin.flaky")
+        assert (
+            TaskExecution.objects.filter(retried_from_execution_id=done.execution_id).count() == 0
+        )
+        again = admin_client.post(
+            reverse(CHANGELIST),
+            {"action": "retry_selected", "index": 0, "_selected_action": [failed.pk]},
+            follow=True,
+        )
+        assert messages_of(again) == [
+            f"{failed.execution_id} was already retried as {new.execution_id}."
+        ]
+        assert (
+            TaskExecution.objects.filter(retried_from_execution_id=failed.execution_id).count() == 1
+        )
+
     def test_wake_selected_asks_then_completes_with_the_output(self, admin_client) -> None:
         sleeper = sleeping_task(id="admin.sleeper", timeout=60)
         first = sleeper.enqueue("order-1").execution_id

@@ -28,13 +28,13 @@ from ..conf import durable_settings
 from ..errors import DurableExecutionError
 from ..handles import cancel_execution, enqueue, wakeup_sleeping_task
 from ..models import TaskExecution
+from ..operations import RetryConflictError, retry_execution
 from ..storage import get_storage
 from ..tasks import TaskKind, registry
 from ..tokens import make_wakeup_token, wakeup_token_expires_at, wakeup_url
 from . import stats as stats_module
 from .exceptions import Conflict, PayloadTooLarge, ServiceUnavailable, exception_handler
 from .filters import ExecutionFilter
-from .operations import RetryConflictError, retry_execution
 from .pagination import ExecutionCursorPagination
 from .parsers import DurableJSONParser
 from .permissions import TOKEN_QUERY_PARAM, configured_permissions, token_execution_id
