@@ -32,6 +32,7 @@ from ..executions import row_parent, row_root
 from ..models import Status, TaskExecution, generate_executor_id
 from ..notify import Listener, supports_notify
 from ..results import ParentRunResult
+from ..schedules import all_schedules, enqueue_due, seconds_until_next_tick
 from ..serialization import deserialize
 from ..storage import get_storage
 from ..storage import workers as worker_registry
@@ -133,6 +134,9 @@ class Executor:
         self._transitions: Transitions | None = None
         self._claim_loop: BackgroundLoop | None = None
         self._listener: Listener | None = None
+        self._schedule_loop: BackgroundLoop | None = None
+        #: Schedule name -> the latest tick this executor enqueued (or found enqueued).
+        self._schedule_ticks: dict[str, Any] = {}
 
     # -- properties ------------------------------------------------------------------------
 
@@ -197,7 +201,8 @@ class Executor:
             children = BackgroundLoop("children", self._children_iteration, interval)
             close = BackgroundLoop("close", self._close_iteration, interval)
             expire = BackgroundLoop("expire", self._expire_iteration, interval)
-            self._loops += [children, close, expire]
+            self._schedule_loop = BackgroundLoop("schedule", self._schedule_iteration, interval)
+            self._loops += [children, close, expire, self._schedule_loop]
             listen += [(wakeups.CHILDREN, children.wake), (wakeups.CLOSE, close.wake)]
         for channel, listener in listen:
             wakeups.add_listener(channel, listener)
@@ -268,6 +273,8 @@ class Executor:
             return False
         if row.is_sleeping_task or (self.queues is not None and row.queue not in self.queues):
             return False
+        if row.concurrency_key is not None:
+            return False  # only a claim may start it: the claim counts its key's running rows
         with self._running_lock:
             if len(self._running) + self._reserved >= self.config.max_concurrent_executions:
                 return False
@@ -298,7 +305,8 @@ class Executor:
                     self._transitions.process_children_finished(parent, finished_child)
 
             self._transitions = self._make_transitions(process_inline)
-        counts = {"expired": 0, "children": 0, "closed": 0}
+        counts = {"expired": 0, "children": 0, "closed": 0, "scheduled": 0}
+        counts["scheduled"] = len(enqueue_due(timezone.now(), seen=self._schedule_ticks))
         for name, iteration in (
             ("expired", self._expire_iteration),
             ("children", self._children_iteration),
@@ -348,22 +356,42 @@ class Executor:
             self._release_orphans()
         now = timezone.now()
         try:
+            keyed = self._claim_keyed(now, limit) if registry.has_concurrency_limits() else []
             rows = self.storage.claim_ready(
                 now,
                 executor_id=self.id,
                 expires_at_base=now + timedelta(seconds=config.expire_leeway),
-                limit=limit,
+                limit=limit - len(keyed),
                 queues=self.queues,
             )
         except (OperationalError, InterfaceError):
             # The claim may have committed with its reply lost: look for such rows for a while.
             self._orphan_check_until = time.monotonic() + ORPHAN_CHECK_SECONDS
             raise
+        rows = keyed + rows
         if rows:
             logger.debug("executor=%s event=claimed count=%d", self.id, len(rows))
         for row in rows:
             self._start_attempt(row)
         return len(rows) >= limit
+
+    def _claim_keyed(self, now: Any, limit: int) -> list[TaskExecution]:
+        """Claim rows with a concurrency key (a statement of their own, so that the claim of
+        every other row stays as it is); only run when a registered task has such limits."""
+        try:
+            return self.storage.claim_ready_within_concurrency_limits(
+                now,
+                executor_id=self.id,
+                expires_at_base=now + timedelta(seconds=self.config.expire_leeway),
+                limit=limit,
+                queues=self.queues,
+            )
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            # The other claim still runs: a broken keyed claim must not stop unrelated work.
+            logger.exception("executor=%s event=keyed_claim_failed", self.id)
+            return []
 
     def _release_orphans(self) -> None:
         with self._running_lock:
@@ -554,6 +582,24 @@ class Executor:
                 self._forget(attempt)
                 logger.info("executor=%s event=cancelled execution=%s", self.id, row.execution_id)
         return len(rows) >= limit
+
+    def _schedule_iteration(self) -> bool:
+        """Enqueue the due tick of each schedule, then sleep until the next tick."""
+        schedules = all_schedules()
+        enqueued = enqueue_due(timezone.now(), schedules=schedules, seen=self._schedule_ticks)
+        for item in enqueued:
+            logger.debug(
+                "executor=%s event=scheduled schedule=%s tick=%s execution=%s",
+                self.id,
+                item.schedule.name,
+                item.tick.isoformat(),
+                item.execution_id,
+            )
+        wait = seconds_until_next_tick(timezone.now(), schedules)
+        if self._schedule_loop is not None:
+            # Just after the tick (ticks are whole seconds), at most a minute from now.
+            self._schedule_loop.interval = 60.0 if wait is None else min(wait + 0.02, 60.0)
+        return False
 
     def _expire_iteration(self) -> bool:
         limit = self.config.sweep_batch_size
