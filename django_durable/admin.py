@@ -41,6 +41,7 @@ from .errors import DurableExecutionError
 from .handles import cancel_execution, wakeup_sleeping_task
 from .models import ERRORED_STATUSES, Status, TaskExecution, Worker
 from .operations import retry_execution
+from .schedules import ScheduleError, all_schedules
 from .serialization import deserialize
 from .tasks import registry
 
@@ -692,6 +693,11 @@ class TaskExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         info = (self.opts.app_label, self.opts.model_name)
         own = [
             path(
+                "schedules/",
+                self.admin_site.admin_view(self.schedules_view),
+                name="{}_{}_schedules".format(*info),
+            ),
+            path(
                 "<path:object_id>/cancel/",
                 self.admin_site.admin_view(self.cancel_view),
                 name="{}_{}_cancel".format(*info),
@@ -861,6 +867,42 @@ class TaskExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request, f"Task execution {unquote(object_id)!r} not found.", messages.WARNING
         )
         return HttpResponseRedirect(self.changelist_url())
+
+    def schedules_view(self, request: HttpRequest) -> HttpResponse:
+        """Every schedule with its next run and the execution of its latest tick."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        error = None
+        try:
+            schedules = all_schedules()
+        except ScheduleError as exc:
+            schedules, error = [], str(exc)
+        rows = []
+        for schedule in schedules:
+            latest = (
+                TaskExecution.objects.filter(
+                    task_id=schedule.task_id,
+                    idempotency_key__startswith=f"schedule:{schedule.name}:",
+                )
+                .order_by("-id")
+                .only("id", "execution_id", "status", "created_at")
+                .first()
+            )
+            rows.append(
+                {
+                    "schedule": schedule,
+                    "next_run_at": format_time(schedule.next_run_at(now), milliseconds=False),
+                    "latest": latest,
+                    "latest_link": self._link(latest.execution_id) if latest else None,
+                    "latest_status": status_badge(latest.status) if latest else None,
+                }
+            )
+        return TemplateResponse(
+            request,
+            "admin/django_durable/taskexecution/schedules.html",
+            self._context(request, "Schedules", rows=rows, error=error),
+        )
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Ask to confirm, then cancel one execution (POST)."""

@@ -29,6 +29,7 @@ from ..errors import DurableExecutionError
 from ..handles import cancel_execution, enqueue, wakeup_sleeping_task
 from ..models import TaskExecution
 from ..operations import RetryConflictError, retry_execution
+from ..schedules import all_schedules, schedules_of_task
 from ..storage import get_storage
 from ..tasks import TaskKind, registry
 from ..tokens import make_wakeup_token, wakeup_token_expires_at, wakeup_url
@@ -459,7 +460,10 @@ class TaskListView(DurableAPIView):
     )
     def get(self, request: Request) -> Response:
         tasks = sorted(registry, key=lambda task: task.id)
-        return Response(TaskSerializer([task_data(task) for task in tasks], many=True).data)
+        schedules = all_schedules()
+        now = timezone.now()
+        data = [task_data(task, schedules_of_task(task.id, schedules), now) for task in tasks]
+        return Response(TaskSerializer(data, many=True).data)
 
 
 class StatsView(DurableAPIView):
