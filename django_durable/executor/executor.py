@@ -305,7 +305,10 @@ class Executor:
                     self._transitions.process_children_finished(parent, finished_child)
 
             self._transitions = self._make_transitions(process_inline)
-        counts = {"expired": 0, "children": 0, "closed": 0, "scheduled": 0}
+        counts = {"expired": 0, "children": 0, "closed": 0}
+        counts["silent_workers_recovered"] = worker_registry.recover_silent_workers(
+            timezone.now(), self.config.heartbeat_interval
+        )
         counts["scheduled"] = len(enqueue_due(timezone.now(), seen=self._schedule_ticks))
         for name, iteration in (
             ("expired", self._expire_iteration),

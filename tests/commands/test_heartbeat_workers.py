@@ -1,0 +1,58 @@
+"""Worker heartbeats in production: a worker killed mid-task is recovered by its silence.
+
+The killed worker's task has a one-hour timeout and the default ``EXPIRE_LEEWAY`` (5 minutes):
+expiry would take over an hour, so only the heartbeat recovery can finish it in the test's
+30 seconds. ``HEARTBEAT_INTERVAL`` is 1 s here, so a worker is taken as dead after 3 s.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from django_durable.conf import DEFAULTS
+from django_durable.models import Status, Worker
+from tests.testapp.models import RunRecord
+from tests.testapp.tasks import stuck_first_run
+
+from .workers import WorkerProcesses, wait_for
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = {"HEARTBEAT_INTERVAL": 1, "EXPIRE_LEEWAY": DEFAULTS["EXPIRE_LEEWAY"]}
+
+
+def test_a_sigkilled_workers_task_is_completed_by_another_worker_within_30s(
+    worker_processes: WorkerProcesses,
+) -> None:
+    worker_a = worker_processes.start("a", settings=SETTINGS)
+    handle = stuck_first_run.enqueue(timeout=3600)
+    wait_for(
+        lambda: RunRecord.objects.filter(execution_id=handle.execution_id).exists(),
+        20,
+        lambda: f"worker A never ran the task\n{worker_processes.tails()}",
+    )
+    running = handle.get_execution()
+    assert running.status == Status.RUNNING
+    assert Worker.objects.get(worker_id=running.executor_id).pid == worker_a.pid
+    worker_a.send_signal(signal.SIGKILL)
+    assert worker_a.wait(10) == -signal.SIGKILL
+    killed_at = time.monotonic()
+
+    worker_b = worker_processes.start("b", settings=SETTINGS)
+    wait_for(
+        lambda: handle.get_execution().status == Status.COMPLETED,
+        30,
+        lambda: f"not completed: {handle.get_execution().status}\n{worker_processes.tails()}",
+    )
+    recovered_after = time.monotonic() - killed_at
+    assert recovered_after < 30
+    execution = handle.get_execution()
+    assert execution.output == "test"
+    assert execution.retry_attempts == 0  # like expiry, not counted as a retry
+    runs = list(RunRecord.objects.filter(execution_id=handle.execution_id).order_by("id"))
+    assert [run.pid for run in runs] == [worker_a.pid, worker_b.pid]
+    assert runs[1].prev_error == "Task execution expired: its worker stopped responding"
+    print(f"\nheartbeat recovery: completed {recovered_after:.1f}s after the kill")
