@@ -901,12 +901,14 @@ def test_metrics_are_prometheus_text(staff_client: Client, set_state: Any) -> No
     assert response.status_code == 200
     assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     lines = response.content.decode().splitlines()
-    assert 'durable_executions{status="ready"} 2' in lines
-    assert 'durable_executions{status="completed"} 1' in lines
-    assert 'durable_executions{status="failed"} 0' in lines
+    assert 'durable_executions{status="ready"} 2.0' in lines
+    assert 'durable_executions{status="completed"} 1.0' in lines
+    assert 'durable_executions{status="failed"} 0.0' in lines
+    assert 'durable_task_executions{status="ready",task_id="api.echo"} 2.0' in lines
     assert "# TYPE durable_executions gauge" in lines
     assert "# TYPE durable_storage_operation_duration_seconds summary" in lines
-    assert "durable_live_workers 0" in lines
+    assert "# TYPE durable_claim_latency_seconds summary" in lines
+    assert "durable_live_workers 0.0" in lines
     assert any(line.startswith("durable_oldest_ready_age_seconds ") for line in lines)
     summary = [line for line in lines if line.startswith("durable_storage_operation_duration")]
     assert any('quantile="0.5"' in line for line in summary)
