@@ -18,7 +18,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from . import wakeups
+from . import tracing, wakeups
 from .conf import durable_settings
 from .errors import (
     DurableExecutionCancelledError,
@@ -49,6 +49,7 @@ def _registered(task: Task | str) -> Task:
     return found
 
 
+@tracing.traced_enqueue
 def enqueue(
     task: Task | str,
     input: Any = None,
@@ -115,6 +116,7 @@ def enqueue(
     return TaskHandle(task.id, row.execution_id)
 
 
+@tracing.traced_enqueue
 def enqueue_many(
     task: Task | str,
     inputs: Iterable[Any],

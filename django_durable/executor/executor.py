@@ -18,7 +18,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
-from .. import wakeups
+from .. import tracing, wakeups
 from ..conf import DurableSettingsSnapshot, resolve
 from ..context import Signal, TaskContext
 from ..errors import (
@@ -49,6 +49,16 @@ __all__ = ["Executor"]
 
 #: After a claim failed with a database error, how long to look for rows it may have claimed.
 ORPHAN_CHECK_SECONDS = 60.0
+
+
+def run_attributes(row: TaskExecution) -> dict[str, Any]:
+    """The attributes of a ``durable.run`` span."""
+    return {
+        "durable.task_id": row.task_id,
+        "durable.execution_id": row.execution_id,
+        "durable.attempt": row.retry_attempts,
+        "durable.queue": row.queue,
+    }
 
 
 class Attempt:
@@ -450,12 +460,14 @@ class Executor:
     def _run_sync(self, attempt: Attempt) -> None:
         outcome: Outcome
         close_old_connections()
-        try:
-            value = self._prepare_input(attempt)
-            assert attempt.task is not None
-            outcome = Success(attempt.task.call(attempt.ctx, value))
-        except BaseException as error:
-            outcome = Failure(error)
+        with tracing.span("durable.run", run_attributes(attempt.row)) as span:
+            try:
+                value = self._prepare_input(attempt)
+                assert attempt.task is not None
+                outcome = Success(attempt.task.call(attempt.ctx, value))
+            except BaseException as error:
+                outcome = Failure(error)
+                span.fail(error)
         try:
             self._finish(attempt, outcome)
         finally:
@@ -477,16 +489,19 @@ class Executor:
         import asyncio
 
         outcome: Outcome
-        try:
-            value = self._prepare_input(attempt)
-            assert attempt.task is not None
-            outcome = Success(await attempt.task.call(attempt.ctx, value))
-        except asyncio.CancelledError:
-            if attempt.settled:
-                return  # timed out or cancelled: already recorded
-            outcome = Failure(DurableExecutionCancelledError())
-        except BaseException as error:
-            outcome = Failure(error)
+        with tracing.span("durable.run", run_attributes(attempt.row)) as span:
+            try:
+                value = self._prepare_input(attempt)
+                assert attempt.task is not None
+                outcome = Success(await attempt.task.call(attempt.ctx, value))
+            except asyncio.CancelledError as error:
+                span.fail(error)
+                if attempt.settled:
+                    return  # timed out or cancelled: already recorded
+                outcome = Failure(DurableExecutionCancelledError())
+            except BaseException as error:
+                outcome = Failure(error)
+                span.fail(error)
         await asyncio.wrap_future(self._submit_engine_work(self._finish, attempt, outcome))
 
     def _finish(self, attempt: Attempt, outcome: Outcome) -> None:
