@@ -122,7 +122,9 @@ class Worker:
 
     def _recover_silent_workers(self, interval: float) -> None:
         try:
-            recovered = worker_registry.recover_silent_workers(timezone.now(), interval)
+            now = timezone.now()
+            recovered = worker_registry.recover_silent_workers(now, interval)
+            worker_registry.forget_stopped_workers(now)
             if recovered:
                 logger.warning(
                     "worker=%s event=recovered executions=%d reason=silent_worker",
