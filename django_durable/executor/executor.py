@@ -122,6 +122,8 @@ class Executor:
     ) -> None:
         self.config: DurableSettingsSnapshot = resolve(overrides)
         self.id = executor_id or generate_executor_id()
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a list of queue names, got the string {queues!r}")
         self.queues = list(queues) if queues else None
         self._storage = storage
         self._run_sweepers = sweepers

@@ -426,6 +426,11 @@ class Transitions:
             root=root_of(parent),
             parent=ParentRef(parent.task_id, parent.execution_id, 0, False, True),
             queue=None if finalize.queue_is_explicit else parent.queue,
+            concurrency_key=(
+                concurrency_key_of(finalize, finalize_input)
+                if finalize.concurrency_key is not None
+                else None
+            ),
         )
 
     def _run_finalize_function(

@@ -183,3 +183,26 @@ def test_a_string_concurrency_key_limits_every_execution_of_the_task(make_execut
 def test_bad_concurrency_options_fail_at_definition(options, message):
     with pytest.raises(DurableExecutionError, match=message):
         task(id="q.bad_limits", **options)(lambda ctx, input: None)
+
+
+def test_a_finalize_task_with_a_concurrency_key_gets_its_key(make_executor):
+    finalize = task(id="q.fin", timeout=10, concurrency_key="fin", max_concurrency=1)(
+        lambda ctx, input: "final"
+    )
+
+    @parent_task(id="q.fin_parent", timeout=10, finalize=finalize)
+    def parent(ctx, input):
+        return ParentResult(children=[])
+
+    handle = parent.enqueue()
+    make_executor()
+    assert handle.wait(timeout=WAIT).output == "final"
+    row = TaskExecution.objects.get(parent_execution_id=handle.execution_id)
+    assert (row.task_id, row.concurrency_key, row.max_concurrency) == ("q.fin", "fin", 1)
+
+
+def test_queues_given_as_a_string_is_a_clear_error():
+    from django_durable import Executor
+
+    with pytest.raises(TypeError, match="queues must be a list"):
+        Executor(queues="emails")
