@@ -28,21 +28,26 @@ SETTINGS = {"HEARTBEAT_INTERVAL": 2, "EXPIRE_LEEWAY": DEFAULTS["EXPIRE_LEEWAY"]}
 def test_a_sigkilled_workers_task_is_completed_by_another_worker_within_30s(
     worker_processes: WorkerProcesses,
 ) -> None:
-    worker_a = worker_processes.start("a", settings=SETTINGS)
+    workers = [
+        worker_processes.start(name, settings=SETTINGS, wait_started=False) for name in ("a", "b")
+    ]
+    for worker in workers:  # started side by side
+        worker.wait_for_output("event=started concurrency")
     handle = stuck_first_run.enqueue(timeout=3600)
     wait_for(
         lambda: RunRecord.objects.filter(execution_id=handle.execution_id).exists(),
         20,
-        lambda: f"worker A never ran the task\n{worker_processes.tails()}",
+        lambda: f"no worker ran the task\n{worker_processes.tails()}",
     )
     running = handle.get_execution()
     assert running.status == Status.RUNNING
-    assert Worker.objects.get(worker_id=running.executor_id).pid == worker_a.pid
-    worker_a.send_signal(signal.SIGKILL)
-    assert worker_a.wait(10) == -signal.SIGKILL
+    runner_pid = Worker.objects.get(worker_id=running.executor_id).pid
+    [victim] = [w for w in workers if w.pid == runner_pid]
+    [survivor] = [w for w in workers if w.pid != runner_pid]
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(10) == -signal.SIGKILL
     killed_at = time.monotonic()
 
-    worker_b = worker_processes.start("b", settings=SETTINGS)
     wait_for(
         lambda: handle.get_execution().status == Status.COMPLETED,
         30,
@@ -54,6 +59,6 @@ def test_a_sigkilled_workers_task_is_completed_by_another_worker_within_30s(
     assert execution.output == "test"
     assert execution.retry_attempts == 0  # like expiry, not counted as a retry
     runs = list(RunRecord.objects.filter(execution_id=handle.execution_id).order_by("id"))
-    assert [run.pid for run in runs] == [worker_a.pid, worker_b.pid]
+    assert [run.pid for run in runs] == [victim.pid, survivor.pid]
     assert runs[1].prev_error == "Task execution expired: its worker stopped responding"
     print(f"\nheartbeat recovery: completed {recovered_after:.1f}s after the kill")

@@ -39,7 +39,11 @@ def test_two_workers_enqueue_each_tick_exactly_once_without_gaps(
     # The default heartbeat: a worker's beats lagging on a busy machine must not hand its
     # executions to the other worker (that is not what this test is about).
     settings = {"SCHEDULES": SCHEDULES, "HEARTBEAT_INTERVAL": 5}
-    workers = [worker_processes.start(name, settings=settings) for name in ("a", "b")]
+    workers = [
+        worker_processes.start(name, settings=settings, wait_started=False) for name in ("a", "b")
+    ]
+    for worker in workers:  # started side by side
+        worker.wait_for_output("event=started concurrency")
     both_running = len(_ticks())
     wait_for(
         lambda: len(_ticks()) >= both_running + 5,
