@@ -90,3 +90,16 @@ def test_unhealthy_when_the_database_is_unreachable(tmp_path: Any):
     assert "UNHEALTHY: the database is unreachable" in err
     assert json_code == 1
     assert json.loads(json_out)["database"] == "unavailable"
+
+
+@pytest.mark.django_db
+def test_max_ready_age_fails_when_ready_work_waits_too_long():
+    from tests.storage.conformance import make_row
+
+    add_worker(1)
+    make_row(timezone.now() - timedelta(seconds=100)).save()
+    assert run_health("--max-ready-age", "600")[0] == 0
+    code, out, err = run_health("--max-ready-age", "10")
+    assert code == 1
+    assert "oldest ready execution waited: 10" in out
+    assert "UNHEALTHY: the oldest ready execution waited 10" in err
