@@ -1,7 +1,8 @@
 """The read-only admin: executions (list, detail with the execution tree, cancel and wake-up
 actions) and worker processes. Nothing here edits an execution's state by hand: the actions go
-through :func:`~django_durable.handles.cancel_execution` and
-:func:`~django_durable.handles.wakeup_sleeping_task`, as the API does.
+through :func:`~django_durable.handles.cancel_execution`,
+:func:`~django_durable.handles.wakeup_sleeping_task` and
+:func:`~django_durable.operations.retry_execution`, as the API does.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from django.utils.safestring import SafeString, mark_safe
 from .conf import durable_settings
 from .errors import DurableExecutionError
 from .handles import cancel_execution, wakeup_sleeping_task
-from .models import Status, TaskExecution, Worker
+from .models import ERRORED_STATUSES, Status, TaskExecution, Worker
+from .operations import retry_execution
+from .schedules import ScheduleError, all_schedules
 from .serialization import deserialize
 from .tasks import registry
 
@@ -523,7 +526,7 @@ class TaskExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
-    actions = ["cancel_selected", "wake_selected"]
+    actions = ["cancel_selected", "wake_selected", "retry_selected"]
     #: Rows that one run of an action handles at most ("select all" over a huge list).
     max_action_rows = 1000
     #: Nodes drawn in the execution tree at most.
@@ -689,6 +692,11 @@ class TaskExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         info = (self.opts.app_label, self.opts.model_name)
         own = [
+            path(
+                "schedules/",
+                self.admin_site.admin_view(self.schedules_view),
+                name="{}_{}_schedules".format(*info),
+            ),
             path(
                 "<path:object_id>/cancel/",
                 self.admin_site.admin_view(self.cancel_view),
@@ -860,6 +868,42 @@ class TaskExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
         return HttpResponseRedirect(self.changelist_url())
 
+    def schedules_view(self, request: HttpRequest) -> HttpResponse:
+        """Every schedule with its next run and the execution of its latest tick."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        error = None
+        try:
+            schedules = all_schedules()
+        except ScheduleError as exc:
+            schedules, error = [], str(exc)
+        rows = []
+        for schedule in schedules:
+            latest = (
+                TaskExecution.objects.filter(
+                    task_id=schedule.task_id,
+                    idempotency_key__startswith=f"schedule:{schedule.name}:",
+                )
+                .order_by("-id")
+                .only("id", "execution_id", "status", "created_at")
+                .first()
+            )
+            rows.append(
+                {
+                    "schedule": schedule,
+                    "next_run_at": format_time(schedule.next_run_at(now), milliseconds=False),
+                    "latest": latest,
+                    "latest_link": self._link(latest.execution_id) if latest else None,
+                    "latest_status": status_badge(latest.status) if latest else None,
+                }
+            )
+        return TemplateResponse(
+            request,
+            "admin/django_durable/taskexecution/schedules.html",
+            self._context(request, "Schedules", rows=rows, error=error),
+        )
+
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Ask to confirm, then cancel one execution (POST)."""
         try:
@@ -1004,6 +1048,43 @@ class TaskExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 change_url=request.get_full_path(),
             ),
         )
+
+    @admin.action(description="Retry selected failed executions", permissions=["cancel"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[TaskExecution]) -> None:
+        """Enqueue a new execution, with the same input, of each failed top-level execution
+        selected (retrying one twice returns the first retry)."""
+        limit = self.max_action_rows
+        ids = list(
+            queryset.filter(status__in=ERRORED_STATUSES, parent_execution_id__isnull=True)
+            .order_by("id")
+            .values_list("execution_id", flat=True)[:limit]
+        )
+        created = 0
+        for execution_id in ids:
+            try:
+                result = retry_execution(execution_id)
+            except DurableExecutionError as error:
+                self.message_user(request, f"Not retried: {error}", messages.WARNING)
+                continue
+            if result.created:
+                created += 1
+            else:
+                self.message_user(
+                    request,
+                    f"{execution_id} was already retried as {result.row.execution_id}.",
+                    messages.WARNING,
+                )
+        if created:
+            noun = "execution" if created == 1 else "executions"
+            self.message_user(
+                request, f"Retried {created} {noun} as new executions.", messages.SUCCESS
+            )
+        elif not ids:
+            self.message_user(
+                request,
+                "None of the selected executions is a failed top-level execution.",
+                messages.WARNING,
+            )
 
     def _wake(
         self, request: HttpRequest, rows: Sequence[TaskExecution], data: dict[str, Any]

@@ -1,4 +1,5 @@
-"""System checks: bad ``DURABLE`` settings (E001), serializer (E002), SQLite locking (W001)."""
+"""System checks: bad ``DURABLE`` settings (E001), serializer (E002), schedules (E003, W002),
+SQLite locking (W001)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, durable_settings, validate_settings
 
-__all__ = ["check_serializer", "check_settings", "check_sqlite_transaction_mode"]
+__all__ = [
+    "check_schedules",
+    "check_serializer",
+    "check_settings",
+    "check_sqlite_transaction_mode",
+]
 
 _SQLITE_ENGINES = ("sqlite3", "spatialite")
 
@@ -113,3 +119,35 @@ def check_sqlite_transaction_mode(
 ) -> list[CheckMessage]:
     """W001: a SQLite default database should use ``transaction_mode = "IMMEDIATE"``."""
     return sqlite_transaction_mode_warnings(settings.DATABASES)
+
+
+@register()
+def check_schedules(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E003: every schedule is valid; W002: every scheduled task is registered."""
+    from .schedules import ScheduleError, all_schedules
+    from .tasks import registry
+
+    try:
+        schedules = all_schedules()
+    except ScheduleError as exc:
+        return [
+            Error(
+                str(exc),
+                hint='Fix that entry of DURABLE["SCHEDULES"] (see docs/schedules.md).',
+                id="django_durable.E003",
+            )
+        ]
+    except ImproperlyConfigured:
+        return []  # another invalid setting: E001 reports it
+    return [
+        Warning(
+            f"Schedule {schedule.name!r} enqueues task {schedule.task_id!r}, which is not "
+            "registered: its ticks are skipped.",
+            hint="Check the task id, and that its tasks.py module is in an installed app.",
+            id="django_durable.W002",
+        )
+        for schedule in schedules
+        if schedule.task_id not in registry
+    ]

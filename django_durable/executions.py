@@ -10,7 +10,7 @@ from .errors import DurableExecutionError, StoredError
 from .models import FINISHED_STATUSES, Status, TaskExecution, generate_execution_id
 from .results import ExecutionRef, ParentRef
 from .serialization import deserialize
-from .tasks import RetryOptions, Task, TaskKind
+from .tasks import RetryOptions, Task, TaskKind, is_valid_priority
 
 
 def validate_sleeping_unique_id(task: Task, value: Any) -> str:
@@ -55,6 +55,14 @@ def build_execution(
     execution_id: str | None = None,
 ) -> TaskExecution:
     """An unsaved row for a new execution of ``task`` (seed-spec §7 initial values)."""
+    if queue is not None and (not isinstance(queue, str) or not queue or len(queue) > 64):
+        raise DurableExecutionError(
+            f"queue must be a non-empty string of at most 64 characters [taskId={task.id}]"
+        )
+    if priority is not None and not is_valid_priority(priority):
+        raise DurableExecutionError(
+            f"priority must be an integer between -2**31 and 2**31 - 1 [taskId={task.id}]"
+        )
     row = TaskExecution(
         execution_id=execution_id or generate_execution_id(),
         task_id=task.id,

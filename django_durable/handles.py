@@ -18,7 +18,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from . import dispatch, wakeups
+from . import dispatch, tracing, wakeups
 from .conf import durable_settings
 from .errors import (
     DurableExecutionCancelledError,
@@ -49,6 +49,7 @@ def _registered(task: Task | str) -> Task:
     return found
 
 
+@tracing.traced_enqueue
 def enqueue(
     task: Task | str,
     input: Any = None,
@@ -100,7 +101,7 @@ def enqueue(
         concurrency_key=concurrency_key,
     )
     try:
-        _insert([row])
+        insert_executions([row])
     except IntegrityError as error:
         if idempotency_key is not None:
             existing = _find_idempotent(task.id, idempotency_key)
@@ -115,6 +116,7 @@ def enqueue(
     return TaskHandle(task.id, row.execution_id)
 
 
+@tracing.traced_enqueue
 def enqueue_many(
     task: Task | str,
     inputs: Iterable[Any],
@@ -155,7 +157,7 @@ def enqueue_many(
                 concurrency_key=concurrency_key_of(task, value),
             )
         )
-    _insert(rows)
+    insert_executions(rows)
     return [TaskHandle(task.id, row.execution_id) for row in rows]
 
 
@@ -194,8 +196,12 @@ def _find_idempotent(task_id: str, key: str) -> str | None:
     )
 
 
-def _insert(rows: list[TaskExecution]) -> None:
-    """Insert new executions and wake the workers (on commit, inside ``atomic()``)."""
+def insert_executions(rows: list[TaskExecution]) -> None:
+    """Insert new executions and wake the workers (on commit, inside ``atomic()``).
+
+    Inside the caller's transaction the rows commit (or roll back) with it; database errors
+    other than integrity errors become :class:`DurableExecutionError`.
+    """
     if not rows:
         return
     if connections["default"].in_atomic_block:

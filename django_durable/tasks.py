@@ -256,6 +256,46 @@ def make_validator(
     )
 
 
+def is_valid_priority(value: Any) -> bool:
+    """Whether ``value`` fits the priority column (a 32-bit integer; higher runs first)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31
+
+
+def _concurrency_key_function(
+    value: Callable[[Any], Any] | str | None, task_id: str
+) -> Callable[[Any], Any] | None:
+    """``concurrency_key=`` as a function of the input: a string is the same key for every
+    execution."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str) and value and len(value) <= 255:
+        key = value
+        return lambda input: key
+    raise DurableExecutionError(
+        "concurrency_key must be a function of the input or a non-empty string of at most 255 "
+        f"characters [taskId={task_id}]"
+    )
+
+
+def _max_concurrency(value: Any, concurrency_key: Any, task_id: str) -> int | None:
+    if value is None:
+        if concurrency_key is not None:
+            raise DurableExecutionError(
+                f"concurrency_key needs max_concurrency (a positive integer) [taskId={task_id}]"
+            )
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DurableExecutionError(
+            f"max_concurrency must be a positive integer, got {value!r} [taskId={task_id}]"
+        )
+    if concurrency_key is None:
+        raise DurableExecutionError(
+            f"max_concurrency needs a concurrency_key (a function of the input or a string) "
+            f"[taskId={task_id}]"
+        )
+    return value
+
+
 class Task:
     """A registered task definition. Create with :func:`task`, :func:`parent_task`,
     :func:`sleeping_task`, :func:`sequential_tasks` or :func:`looping_task`."""
@@ -272,10 +312,10 @@ class Task:
         validator: Callable[[Any], Any] | None = None,
         finalize: Callable[..., Any] | Task | None = None,
         steps: Sequence[Task] = (),
-        queue: str = "default",
+        queue: str | None = None,
         priority: int = 0,
         api: bool = False,
-        concurrency_key: Callable[[Any], Any] | None = None,
+        concurrency_key: Callable[[Any], Any] | str | None = None,
         max_concurrency: int | None = None,
         schedule: str | None = None,
         description: str = "",
@@ -296,14 +336,27 @@ class Task:
             raise DurableExecutionError(f"finalize must be a function or a task [taskId={self.id}]")
         self.finalize = finalize
         self.steps = tuple(steps)
-        if not isinstance(queue, str) or not queue:
-            raise DurableExecutionError(f"queue must be a non-empty string [taskId={self.id}]")
-        self.queue = queue
-        self.priority = int(priority)
+        if queue is not None and (not isinstance(queue, str) or not queue or len(queue) > 64):
+            raise DurableExecutionError(
+                f"queue must be a non-empty string of at most 64 characters [taskId={self.id}]"
+            )
+        #: Children and finalize executions of a parent run on the parent's queue unless their
+        #: own task names one.
+        self.queue_is_explicit = queue is not None
+        self.queue: str = queue or "default"
+        if not is_valid_priority(priority):
+            raise DurableExecutionError(
+                f"priority must be an integer between -2**31 and 2**31 - 1 [taskId={self.id}]"
+            )
+        self.priority = priority
         self.api = bool(api)
-        self.concurrency_key = concurrency_key
-        self.max_concurrency = max_concurrency
+        self.concurrency_key = _concurrency_key_function(concurrency_key, self.id)
+        self.max_concurrency = _max_concurrency(max_concurrency, concurrency_key, self.id)
         self.schedule = schedule
+        if schedule is not None:
+            from .schedules import validate_cron
+
+            validate_cron(schedule, f"schedule of task {self.id}")
         self.description = description or (inspect.getdoc(function) or "" if function else "")
         self.is_async = function is not None and inspect.iscoroutinefunction(function)
         self._arity = _positional_arity(function) if function is not None else 2
@@ -428,6 +481,10 @@ class TaskRegistry:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def has_concurrency_limits(self) -> bool:
+        """Whether a registered task has a concurrency key (executors then claim such rows)."""
+        return any(task.concurrency_key is not None for task in list(self._tasks.values()))
 
     @contextmanager
     def isolated(self) -> Iterator[TaskRegistry]:

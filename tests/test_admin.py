@@ -513,6 +513,36 @@ class TestActions:
         assert row.status == Status.CANCELLED
         assert messages_of(response) == ["Cancelled 1 execution."]
 
+    def test_retry_selected_enqueues_a_new_execution_of_each_failed_one(self, admin_client) -> None:
+        @task(id="admin.flaky", timeout=10)
+        def flaky(ctx: Any, input: Any) -> Any:
+            return input
+
+        failed = make_row("admin.flaky", Status.FAILED, error={"message": "boom"})
+        done = make_row("admin.flaky", Status.COMPLETED)
+        response = admin_client.post(
+            reverse(CHANGELIST),
+            {"action": "retry_selected", "index": 0, "_selected_action": [failed.pk, done.pk]},
+            follow=True,
+        )
+        assert messages_of(response) == ["Retried 1 execution as new executions."]
+        new = TaskExecution.objects.get(retried_from_execution_id=failed.execution_id)
+        assert (new.status, new.input, new.task_id) == (Status.READY, failed.input, "admin.flaky")
+        assert (
+            TaskExecution.objects.filter(retried_from_execution_id=done.execution_id).count() == 0
+        )
+        again = admin_client.post(
+            reverse(CHANGELIST),
+            {"action": "retry_selected", "index": 0, "_selected_action": [failed.pk]},
+            follow=True,
+        )
+        assert messages_of(again) == [
+            f"{failed.execution_id} was already retried as {new.execution_id}."
+        ]
+        assert (
+            TaskExecution.objects.filter(retried_from_execution_id=failed.execution_id).count() == 1
+        )
+
     def test_wake_selected_asks_then_completes_with_the_output(self, admin_client) -> None:
         sleeper = sleeping_task(id="admin.sleeper", timeout=60)
         first = sleeper.enqueue("order-1").execution_id
@@ -699,3 +729,32 @@ def test_queries_stay_bounded_on_a_big_table(
     with django_assert_max_num_queries(6):
         response = admin_client.get(change_url(big_table["parent"]))
     assert response.context["execution_tree"].size == 5
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_schedules_page_lists_each_schedule_with_its_next_run_and_latest_tick(
+    admin_client,
+) -> None:
+    from django.test import override_settings
+
+    from django_durable.schedules import enqueue_due
+
+    @task(id="admin.every_minute", schedule="* * * * *")
+    def every_minute(ctx: Any, input: Any) -> None:
+        return None
+
+    nightly = {"task": "admin.every_minute", "schedule": "0 3 * * *"}
+    with override_settings(DURABLE={"SCHEDULES": {"nightly": nightly}}):
+        [enqueued, *_] = enqueue_due(timezone.now())
+        changelist = admin_client.get(reverse(CHANGELIST)).content.decode()
+        page = admin_client.get(reverse("admin:django_durable_taskexecution_schedules"))
+    assert reverse("admin:django_durable_taskexecution_schedules") in changelist
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "admin.every_minute" in body and "nightly" in body
+    assert "<code>0 3 * * *</code>" in body and "<code>* * * * *</code>" in body
+    assert enqueued.execution_id in body
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:00 UTC</td>", body)  # next runs

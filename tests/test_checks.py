@@ -112,3 +112,18 @@ def test_durable_that_is_not_a_dict_is_e001() -> None:
     assert ids(messages) == ["django_durable.E001"]
     assert "expected a dict" in messages[0].msg
     assert check_serializer() == []
+
+
+def test_schedules_check_reports_a_bad_schedule_and_an_unknown_task() -> None:
+    from django.test import override_settings
+
+    from django_durable.checks import check_schedules
+
+    bad = {"s": {"task": "x", "schedule": "nope"}}
+    with override_settings(DURABLE={"SCHEDULES": bad}):
+        assert [m.id for m in check_schedules()] == ["django_durable.E003"]
+    unknown = {"s": {"task": "not.registered", "schedule": "* * * * *"}}
+    with override_settings(DURABLE={"SCHEDULES": unknown}):
+        [message] = check_schedules()
+    assert message.id == "django_durable.W002"
+    assert "not.registered" in message.msg

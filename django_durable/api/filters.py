@@ -21,7 +21,8 @@ class BoundedIsoDateTimeField(IsoDateTimeField):
         result: datetime.datetime | None = super().to_python(value)
         if result is not None:
             try:
-                result.astimezone(datetime.UTC)
+                # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
+                result = result.astimezone(datetime.UTC)
             except (OverflowError, ValueError):
                 raise forms.ValidationError(
                     "Enter a date-time between years 1 and 9999 in UTC.", code="invalid"

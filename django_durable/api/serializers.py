@@ -12,9 +12,10 @@ import decimal
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -22,6 +23,7 @@ from rest_framework import serializers
 from ..errors import DurableExecutionError, StoredError
 from ..executions import ExecutionSnapshot
 from ..models import CloseStatus, Status, TaskExecution
+from ..schedules import Schedule
 from ..tasks import RetryOptions, Task, TaskKind
 
 __all__ = [
@@ -410,8 +412,14 @@ class WakeupSerializer(serializers.Serializer):
 # -- tasks, stats, health, errors -----------------------------------------------------------
 
 
-def task_data(task: Task) -> dict[str, Any]:
-    """The API's view of a registered task."""
+def task_data(task: Task, schedules: Sequence[Schedule] = (), now: Any = None) -> dict[str, Any]:
+    """The API's view of a registered task; ``schedules`` are those that enqueue it."""
+    now = now or timezone.now()
+    next_runs = [schedule.next_run_at(now) for schedule in schedules]
+    runs = [
+        {"name": schedule.name, "schedule": schedule.expression, "next_run_at": next_run}
+        for schedule, next_run in zip(schedules, next_runs, strict=True)
+    ]
     return {
         "id": task.id,
         "kind": str(task.kind),
@@ -424,7 +432,17 @@ def task_data(task: Task) -> dict[str, Any]:
         "api": task.api,
         "schedule": task.schedule,
         "max_concurrency": task.max_concurrency,
+        "schedules": runs,
+        "next_run_at": min(next_runs, default=None),
     }
+
+
+class ScheduleSerializer(serializers.Serializer):
+    """A schedule that enqueues the task: its name, cron expression and next tick."""
+
+    name = serializers.CharField(help_text="The task id, or the key in DURABLE['SCHEDULES'].")
+    schedule = serializers.CharField(help_text="Cron expression (5 fields, or 6 with seconds).")
+    next_run_at = serializers.DateTimeField()
 
 
 class TaskSerializer(serializers.Serializer):
@@ -441,6 +459,10 @@ class TaskSerializer(serializers.Serializer):
     api = serializers.BooleanField()
     schedule = serializers.CharField(allow_null=True)
     max_concurrency = serializers.IntegerField(allow_null=True)
+    schedules = ScheduleSerializer(many=True)
+    next_run_at = serializers.DateTimeField(
+        allow_null=True, help_text="The next tick of the task's schedules (null: none)."
+    )
 
 
 class StorageOperationSerializer(serializers.Serializer):

@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.db import connections
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.utils import timezone
 
-from ..conf import durable_settings
-from ..models import Status, TaskExecution, Worker
+from ..health import database_ping, live_worker_count, oldest_ready_age
+from ..models import Status, TaskExecution
 from ..storage import get_storage
 
 __all__ = [
@@ -35,31 +34,6 @@ def status_counts() -> dict[str, int]:
     for status, count in rows:
         counts[str(status)] = count
     return counts
-
-
-def oldest_ready_age(now: datetime.datetime) -> float | None:
-    """Seconds since the oldest ready execution became due; ``None`` when none is due."""
-    oldest = (
-        TaskExecution.objects.filter(status=Status.READY, start_at__lte=now)
-        .order_by()
-        .aggregate(oldest=Min("start_at"))["oldest"]
-    )
-    return None if oldest is None else max(0.0, (now - oldest).total_seconds())
-
-
-def live_worker_count(now: datetime.datetime) -> int:
-    """Worker processes that beat within the last three heartbeat intervals and did not stop."""
-    silent_before = now - datetime.timedelta(seconds=3 * durable_settings.HEARTBEAT_INTERVAL)
-    return Worker.objects.filter(
-        stopped_at__isnull=True, last_heartbeat_at__gte=silent_before
-    ).count()
-
-
-def database_ping(using: str = "default") -> None:
-    """Run ``SELECT 1``; raises the database's error when it cannot be reached."""
-    with connections[using].cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
 
 
 def storage_operations() -> list[dict[str, Any]]:

@@ -27,14 +27,16 @@ from rest_framework.views import APIView
 from ..conf import durable_settings
 from ..errors import DurableExecutionError
 from ..handles import cancel_execution, enqueue, wakeup_sleeping_task
+from ..health import check_health
 from ..models import TaskExecution
+from ..operations import RetryConflictError, retry_execution
+from ..schedules import all_schedules, schedules_of_task
 from ..storage import get_storage
 from ..tasks import TaskKind, registry
 from ..tokens import make_wakeup_token, wakeup_token_expires_at, wakeup_url
 from . import stats as stats_module
 from .exceptions import Conflict, PayloadTooLarge, ServiceUnavailable, exception_handler
 from .filters import ExecutionFilter
-from .operations import RetryConflictError, retry_execution
 from .pagination import ExecutionCursorPagination
 from .parsers import DurableJSONParser
 from .permissions import TOKEN_QUERY_PARAM, configured_permissions, token_execution_id
@@ -459,7 +461,10 @@ class TaskListView(DurableAPIView):
     )
     def get(self, request: Request) -> Response:
         tasks = sorted(registry, key=lambda task: task.id)
-        return Response(TaskSerializer([task_data(task) for task in tasks], many=True).data)
+        schedules = all_schedules()
+        now = timezone.now()
+        data = [task_data(task, schedules_of_task(task.id, schedules), now) for task in tasks]
+        return Response(TaskSerializer(data, many=True).data)
 
 
 class StatsView(DurableAPIView):
@@ -502,28 +507,18 @@ class HealthView(DurableAPIView):
         tags=["operations"],
     )
     def get(self, request: Request) -> Response:
-        now = timezone.now()
-        try:
-            stats_module.database_ping()
-            live_workers = stats_module.live_worker_count(now)
-            oldest = stats_module.oldest_ready_age(now)
-        except DatabaseError:
-            return Response(
-                {
-                    "status": "unavailable",
-                    "database": "unavailable",
-                    "live_workers": None,
-                    "oldest_ready_age_seconds": None,
-                },
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            )
+        report = check_health()
+        database = "ok" if report.database_ok else "unavailable"
         return Response(
             {
-                "status": "ok",
-                "database": "ok",
-                "live_workers": live_workers,
-                "oldest_ready_age_seconds": oldest,
-            }
+                "status": database,
+                "database": database,
+                "live_workers": report.live_workers,
+                "oldest_ready_age_seconds": report.oldest_ready_age_seconds,
+            },
+            status=status.HTTP_200_OK
+            if report.database_ok
+            else status.HTTP_503_SERVICE_UNAVAILABLE,
         )
 
 
@@ -536,9 +531,11 @@ class MetricsView(DurableAPIView):
         operation_id="metrics_retrieve",
         summary="Prometheus metrics",
         description=(
-            "`durable_executions{status}`, `durable_oldest_ready_age_seconds`, "
-            "`durable_live_workers` and the summary `durable_storage_operation_duration_seconds` "
-            "(this web process's storage calls), in the text exposition format 0.0.4."
+            "`durable_executions{status}`, `durable_task_executions{task_id,status}`, "
+            "`durable_oldest_ready_age_seconds`, `durable_live_workers`, the summaries "
+            "`durable_claim_latency_seconds` and `durable_run_duration_seconds` (recent "
+            "executions) and `durable_storage_operation_duration_seconds` (this web process's "
+            "storage calls), in the text exposition format 0.0.4."
         ),
         responses={
             (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="Metrics."),
@@ -554,7 +551,18 @@ class MetricsView(DurableAPIView):
     )
     def get(self, request: Request) -> Response:
         try:
-            text = stats_module.prometheus_text(stats_module.collect_stats())
+            text = _metrics_text()
         except DatabaseError as exc:
             raise ServiceUnavailable() from exc
         return Response(text, content_type=PROMETHEUS_CONTENT_TYPE)
+
+
+def _metrics_text() -> str:
+    """``prometheus_client``'s rendering when it is installed, else the built-in text."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return stats_module.prometheus_text(stats_module.collect_stats())
+    from ..metrics import render_metrics
+
+    return render_metrics()

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
-from .. import dispatch, wakeups
+from .. import dispatch, tracing, wakeups
 from ..conf import DurableSettingsSnapshot, resolve
 from ..context import Signal, TaskContext
 from ..errors import (
@@ -32,6 +32,7 @@ from ..executions import row_parent, row_root
 from ..models import Status, TaskExecution, generate_executor_id
 from ..notify import Listener, supports_notify
 from ..results import ParentRunResult
+from ..schedules import all_schedules, enqueue_due, seconds_until_next_tick
 from ..serialization import deserialize
 from ..sqlite_watch import DataVersionWatcher, database_file
 from ..storage import get_storage
@@ -49,6 +50,16 @@ __all__ = ["Executor"]
 
 #: After a claim failed with a database error, how long to look for rows it may have claimed.
 ORPHAN_CHECK_SECONDS = 60.0
+
+
+def run_attributes(row: TaskExecution) -> dict[str, Any]:
+    """The attributes of a ``durable.run`` span."""
+    return {
+        "durable.task_id": row.task_id,
+        "durable.execution_id": row.execution_id,
+        "durable.attempt": row.retry_attempts,
+        "durable.queue": row.queue,
+    }
 
 
 class Attempt:
@@ -112,6 +123,8 @@ class Executor:
     ) -> None:
         self.config: DurableSettingsSnapshot = resolve(overrides)
         self.id = executor_id or generate_executor_id()
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a list of queue names, got the string {queues!r}")
         self.queues = list(queues) if queues else None
         self._storage = storage
         self._run_sweepers = sweepers
@@ -134,6 +147,9 @@ class Executor:
         self._transitions: Transitions | None = None
         self._claim_loop: BackgroundLoop | None = None
         self._listener: Listener | DataVersionWatcher | None = None
+        self._schedule_loop: BackgroundLoop | None = None
+        #: Schedule name -> the latest tick this executor enqueued (or found enqueued).
+        self._schedule_ticks: dict[str, Any] = {}
 
     # -- properties ------------------------------------------------------------------------
 
@@ -198,7 +214,8 @@ class Executor:
             children = BackgroundLoop("children", self._children_iteration, interval)
             close = BackgroundLoop("close", self._close_iteration, interval)
             expire = BackgroundLoop("expire", self._expire_iteration, interval)
-            self._loops += [children, close, expire]
+            self._schedule_loop = BackgroundLoop("schedule", self._schedule_iteration, interval)
+            self._loops += [children, close, expire, self._schedule_loop]
             listen += [(wakeups.CHILDREN, children.wake), (wakeups.CLOSE, close.wake)]
         for channel, listener in listen:
             wakeups.add_listener(channel, listener)
@@ -272,6 +289,8 @@ class Executor:
             return False
         if row.is_sleeping_task or (self.queues is not None and row.queue not in self.queues):
             return False
+        if row.concurrency_key is not None:
+            return False  # only a claim may start it: the claim counts its key's running rows
         with self._running_lock:
             if len(self._running) + self._reserved >= self.config.max_concurrent_executions:
                 return False
@@ -303,6 +322,10 @@ class Executor:
 
             self._transitions = self._make_transitions(process_inline)
         counts = {"expired": 0, "children": 0, "closed": 0}
+        counts["silent_workers_recovered"] = worker_registry.recover_silent_workers(
+            timezone.now(), self.config.heartbeat_interval
+        )
+        counts["scheduled"] = len(enqueue_due(timezone.now(), seen=self._schedule_ticks))
         for name, iteration in (
             ("expired", self._expire_iteration),
             ("children", self._children_iteration),
@@ -354,22 +377,42 @@ class Executor:
             self._release_orphans()
         now = timezone.now()
         try:
+            keyed = self._claim_keyed(now, limit) if registry.has_concurrency_limits() else []
             rows = self.storage.claim_ready(
                 now,
                 executor_id=self.id,
                 expires_at_base=now + timedelta(seconds=config.expire_leeway),
-                limit=limit,
+                limit=limit - len(keyed),
                 queues=self.queues,
             )
         except (OperationalError, InterfaceError):
             # The claim may have committed with its reply lost: look for such rows for a while.
             self._orphan_check_until = time.monotonic() + ORPHAN_CHECK_SECONDS
             raise
+        rows = keyed + rows
         if rows:
             logger.debug("executor=%s event=claimed count=%d", self.id, len(rows))
         for row in rows:
             self._start_attempt(row)
         return len(rows) >= limit
+
+    def _claim_keyed(self, now: Any, limit: int) -> list[TaskExecution]:
+        """Claim rows with a concurrency key (a statement of their own, so that the claim of
+        every other row stays as it is); only run when a registered task has such limits."""
+        try:
+            return self.storage.claim_ready_within_concurrency_limits(
+                now,
+                executor_id=self.id,
+                expires_at_base=now + timedelta(seconds=self.config.expire_leeway),
+                limit=limit,
+                queues=self.queues,
+            )
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            # The other claim still runs: a broken keyed claim must not stop unrelated work.
+            logger.exception("executor=%s event=keyed_claim_failed", self.id)
+            return []
 
     def _release_orphans(self) -> None:
         with self._running_lock:
@@ -428,12 +471,14 @@ class Executor:
     def _run_sync(self, attempt: Attempt) -> None:
         outcome: Outcome
         close_old_connections()
-        try:
-            value = self._prepare_input(attempt)
-            assert attempt.task is not None
-            outcome = Success(attempt.task.call(attempt.ctx, value))
-        except BaseException as error:
-            outcome = Failure(error)
+        with tracing.span("durable.run", run_attributes(attempt.row)) as span:
+            try:
+                value = self._prepare_input(attempt)
+                assert attempt.task is not None
+                outcome = Success(attempt.task.call(attempt.ctx, value))
+            except BaseException as error:
+                outcome = Failure(error)
+                span.fail(error)
         try:
             self._finish(attempt, outcome)
         finally:
@@ -455,16 +500,19 @@ class Executor:
         import asyncio
 
         outcome: Outcome
-        try:
-            value = self._prepare_input(attempt)
-            assert attempt.task is not None
-            outcome = Success(await attempt.task.call(attempt.ctx, value))
-        except asyncio.CancelledError:
-            if attempt.settled:
-                return  # timed out or cancelled: already recorded
-            outcome = Failure(DurableExecutionCancelledError())
-        except BaseException as error:
-            outcome = Failure(error)
+        with tracing.span("durable.run", run_attributes(attempt.row)) as span:
+            try:
+                value = self._prepare_input(attempt)
+                assert attempt.task is not None
+                outcome = Success(await attempt.task.call(attempt.ctx, value))
+            except asyncio.CancelledError as error:
+                span.fail(error)
+                if attempt.settled:
+                    return  # timed out or cancelled: already recorded
+                outcome = Failure(DurableExecutionCancelledError())
+            except BaseException as error:
+                outcome = Failure(error)
+                span.fail(error)
         await asyncio.wrap_future(self._submit_engine_work(self._finish, attempt, outcome))
 
     def _finish(self, attempt: Attempt, outcome: Outcome) -> None:
@@ -563,6 +611,24 @@ class Executor:
                 self._forget(attempt)
                 logger.info("executor=%s event=cancelled execution=%s", self.id, row.execution_id)
         return len(rows) >= limit
+
+    def _schedule_iteration(self) -> bool:
+        """Enqueue the due tick of each schedule, then sleep until the next tick."""
+        schedules = all_schedules()
+        enqueued = enqueue_due(timezone.now(), schedules=schedules, seen=self._schedule_ticks)
+        for item in enqueued:
+            logger.debug(
+                "executor=%s event=scheduled schedule=%s tick=%s execution=%s",
+                self.id,
+                item.schedule.name,
+                item.tick.isoformat(),
+                item.execution_id,
+            )
+        wait = seconds_until_next_tick(timezone.now(), schedules)
+        if self._schedule_loop is not None:
+            # Just after the tick (ticks are whole seconds), at most a minute from now.
+            self._schedule_loop.interval = 60.0 if wait is None else min(wait + 0.02, 60.0)
+        return False
 
     def _expire_iteration(self) -> bool:
         limit = self.config.sweep_batch_size

@@ -412,6 +412,7 @@ class Transitions:
             sleeping_task_unique_id=unique_id,
             root=root_of(parent),
             parent=ParentRef(parent.task_id, parent.execution_id, index, count == 1, False),
+            queue=None if task.queue_is_explicit else parent.queue,
             concurrency_key=concurrency_key,
         )
 
@@ -427,6 +428,12 @@ class Transitions:
             sleep_before_run=finalize.sleep_before_run,
             root=root_of(parent),
             parent=ParentRef(parent.task_id, parent.execution_id, 0, False, True),
+            queue=None if finalize.queue_is_explicit else parent.queue,
+            concurrency_key=(
+                concurrency_key_of(finalize, finalize_input)
+                if finalize.concurrency_key is not None
+                else None
+            ),
         )
 
     def _run_finalize_function(

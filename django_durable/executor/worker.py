@@ -12,13 +12,15 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from .. import wakeups
 from ..conf import durable_settings
 from ..storage import workers as worker_registry
 from .executor import Executor
@@ -101,10 +103,14 @@ class Worker:
             ",".join(self.executor.queues or ["*"]),
             self.sweepers,
         )
+        heartbeat = Heartbeat(self.id, interval)
+        heartbeat.start()
         try:
             while not self._stop.wait(interval):
-                self._heartbeat(interval)
+                if self.sweepers:
+                    self._recover_silent_workers(interval)
         finally:
+            heartbeat.stop()
             self.executor.shutdown()
             try:
                 worker_registry.mark_stopped(self.id, timezone.now())
@@ -114,23 +120,64 @@ class Worker:
             logger.info("worker=%s event=stopped", self.id)
         return 0
 
-    def _heartbeat(self, interval: float) -> None:
+    def _recover_silent_workers(self, interval: float) -> None:
         try:
             now = timezone.now()
-            worker_registry.beat(self.id, now)
-            if self.sweepers:
-                recovered = worker_registry.recover_silent_workers(now, interval)
-                if recovered:
-                    logger.warning(
-                        "worker=%s event=recovered executions=%d reason=silent_worker",
-                        self.id,
-                        recovered,
-                    )
-                    from .. import dispatch, wakeups
+            recovered = worker_registry.recover_silent_workers(now, interval)
+            worker_registry.forget_stopped_workers(now)
+            if recovered:
+                logger.warning(
+                    "worker=%s event=recovered executions=%d reason=silent_worker",
+                    self.id,
+                    recovered,
+                )
+                wakeups.notify(wakeups.READY)
+                from .. import dispatch
 
-                    wakeups.notify(wakeups.READY)
-                    dispatch.requeued_at(now)
+                dispatch.requeued_at(now)
         except Exception as error:
-            logger.warning("worker=%s event=heartbeat_failed error=%s", self.id, error)
+            logger.warning("worker=%s event=recovery_failed error=%s", self.id, error)
         finally:
             close_old_connections()
+
+
+class Heartbeat:
+    """Records every ``interval`` seconds that the worker is alive, on a daemon thread of its
+    own: neither the recovery of other workers nor anything else delays a beat."""
+
+    def __init__(self, worker_id: str, interval: float) -> None:
+        self.worker_id = worker_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"durable-heartbeat-{worker_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.interval + 5)
+
+    def _run(self) -> None:
+        due = time.monotonic() + self.interval
+        try:
+            while not self._stop.wait(max(0.0, due - time.monotonic())):
+                started = time.monotonic()
+                late = started - due
+                if late > self.interval:
+                    logger.warning(
+                        "worker=%s event=heartbeat_late seconds=%.1f", self.worker_id, late
+                    )
+                try:
+                    worker_registry.beat(self.worker_id, timezone.now())
+                except Exception as error:
+                    logger.warning(
+                        "worker=%s event=heartbeat_failed error=%s", self.worker_id, error
+                    )
+                finally:
+                    close_old_connections()
+                due = started + self.interval
+        finally:
+            connections.close_all()

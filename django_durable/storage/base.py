@@ -143,7 +143,9 @@ class TaskExecutionsStorage(abc.ABC):
     ) -> list[TaskExecution]:
         """Claim rows ordered by priority (desc) then ``start_at``; set ``expires_at``.
 
-        ``expires_at = update_expires_at_with_started_at + row.timeout``.
+        ``expires_at = update_expires_at_with_started_at + row.timeout``. Rows with a
+        concurrency key are left to
+        :meth:`update_by_status_and_start_at_less_than_within_concurrency_limits_and_return`.
         """
 
     def update_by_id_and_status_and_start_at_less_than_and_return(
@@ -164,6 +166,24 @@ class TaskExecutionsStorage(abc.ABC):
         raise NotImplementedError(
             f"{type(self).__name__} cannot claim one execution by id (DISPATCH = 'celery')"
         )
+
+    def update_by_status_and_start_at_less_than_within_concurrency_limits_and_return(
+        self,
+        *,
+        status: str,
+        start_at_less_than: datetime,
+        update: Update,
+        update_expires_at_with_started_at: datetime,
+        limit: int,
+        queues: Sequence[str] | None = None,
+    ) -> list[TaskExecution]:
+        """The claim of rows that have a concurrency key (the other claim leaves them).
+
+        Claims rows in the same order, but never so many that more than a row's
+        ``max_concurrency`` executions of its ``concurrency_key`` run at once (across every
+        claimer); a row whose key is full is passed over, not waited on.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not enforce concurrency limits")
 
     @abc.abstractmethod
     def update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(  # noqa: E501

@@ -318,6 +318,33 @@ class StorageLayer:
             ),
         )
 
+    def claim_ready_within_concurrency_limits(
+        self,
+        now: datetime,
+        *,
+        executor_id: str,
+        expires_at_base: datetime,
+        limit: int,
+        queues: Sequence[str] | None = None,
+    ) -> list[TaskExecution]:
+        """Claim ready rows that have a concurrency key, never more than their keys allow."""
+        if limit <= 0:
+            return []
+        update = derive_update(now, {"status": "running", "executor_id": executor_id})
+        return self._call(
+            "update_by_status_and_start_at_less_than_within_concurrency_limits_and_return",
+            lambda: (
+                self.storage.update_by_status_and_start_at_less_than_within_concurrency_limits_and_return(
+                    status="ready",
+                    start_at_less_than=now,
+                    update=update,
+                    update_expires_at_with_started_at=expires_at_base,
+                    limit=limit,
+                    queues=queues,
+                )
+            ),
+        )
+
     def claim_children_finished(
         self, now: datetime, *, expires_at: datetime, limit: int
     ) -> list[TaskExecution]:

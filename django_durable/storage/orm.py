@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db import connections, transaction
+from django.db.models import Count, F, QuerySet
 
 from ..models import ChildrenProcessingStatus, CloseStatus, Status, TaskExecution
 from ..state import derive_update, is_finished
@@ -337,7 +337,9 @@ class OrmStorage(TaskExecutionsStorage):
         limit: int,
         queues: Sequence[str] | None = None,
     ) -> list[TaskExecution]:
-        queryset = self.objects.filter(status=status, start_at__lt=start_at_less_than)
+        queryset = self.objects.filter(
+            status=status, start_at__lt=start_at_less_than, concurrency_key__isnull=True
+        )
         if queues is not None:
             queryset = queryset.filter(queue__in=list(queues))
 
@@ -365,6 +367,101 @@ class OrmStorage(TaskExecutionsStorage):
             queryset, ("id",), 1, update, expires_at_base=update_expires_at_with_started_at
         )
         return rows[0] if rows else None
+
+    def update_by_status_and_start_at_less_than_within_concurrency_limits_and_return(
+        self,
+        *,
+        status: str,
+        start_at_less_than: datetime,
+        update: Update,
+        update_expires_at_with_started_at: datetime,
+        limit: int,
+        queues: Sequence[str] | None = None,
+    ) -> list[TaskExecution]:
+        if limit <= 0:
+            return []
+        ready = self.objects.filter(
+            status=status, start_at__lt=start_at_less_than, concurrency_key__isnull=False
+        )
+        if queues is not None:
+            ready = ready.filter(queue__in=list(queues))
+        with self._atomic():
+            # 1. Pick candidates by the running counts seen now, passing over full keys.
+            running = self._running_counts(None)
+            picked = self._pick_within_limits(ready, running, limit)
+            if not picked:
+                return []
+            keys = sorted({key for _, key, _ in picked})
+            # 2. One claimer per key at a time from here on; the counts are read again, as
+            # another claimer may have committed rows of these keys since step 1.
+            self._lock_concurrency_keys(keys)
+            running = self._running_counts(keys)
+            rows = list(
+                self.objects.filter(id__in=[pk for pk, _, _ in picked], status=status)
+                .order_by(F("priority").desc(), "start_at", "id")
+                .select_for_update(skip_locked=True)
+            )
+            taken: Counter[str] = Counter()
+            chosen = []
+            for row in rows:
+                key = row.concurrency_key
+                assert key is not None
+                if running[key] + taken[key] < (row.max_concurrency or 1):
+                    taken[key] += 1
+                    chosen.append(row)
+            by_timeout: dict[float, list[int]] = defaultdict(list)
+            for row in chosen:
+                by_timeout[row.timeout].append(row.pk)
+            base = update_expires_at_with_started_at
+            for timeout, pks in by_timeout.items():
+                self.objects.filter(pk__in=pks).update(
+                    **update, expires_at=base + timedelta(seconds=timeout)
+                )
+        for row in chosen:
+            _apply(row, update)
+            row.expires_at = base + timedelta(seconds=row.timeout)
+        return chosen
+
+    def _running_counts(self, keys: Sequence[str] | None) -> Counter[str]:
+        """Running executions per concurrency key (of ``keys``, or of every key)."""
+        running = self.objects.filter(status=Status.RUNNING, concurrency_key__isnull=False)
+        if keys is not None:
+            running = running.filter(concurrency_key__in=list(keys))
+        return Counter(
+            dict(running.order_by().values_list("concurrency_key").annotate(count=Count("id")))
+        )
+
+    def _pick_within_limits(
+        self, ready: QuerySet[TaskExecution], running: Counter[str], limit: int
+    ) -> list[tuple[int, str, int | None]]:
+        """Up to ``limit`` ready rows in claim order, at most the free slots of each key."""
+        picked: list[tuple[int, str, int | None]] = []
+        taken: Counter[str] = Counter()
+        candidates = (
+            ready.order_by(F("priority").desc(), "start_at", "id")
+            .values_list("id", "concurrency_key", "max_concurrency")
+            .iterator(chunk_size=max(limit * 4, 100))
+        )
+        for pk, key, max_concurrency in candidates:
+            assert key is not None
+            if running[key] + taken[key] >= (max_concurrency or 1):
+                continue
+            taken[key] += 1
+            picked.append((pk, key, max_concurrency))
+            if len(picked) >= limit:
+                break
+        return picked
+
+    def _lock_concurrency_keys(self, keys: Sequence[str]) -> None:
+        """Serialise claimers of the same keys until the transaction ends.
+
+        SQLite needs nothing: its claims already hold the database's write lock. PostgreSQL
+        takes a transaction-level advisory lock per key.
+        """
+        if connections[self.using].vendor == "postgresql":
+            from .postgres import lock_concurrency_keys
+
+            lock_concurrency_keys(self.using, keys)
 
     def update_by_status_and_on_children_finished_processing_status_and_active_children_count_zero_and_return(  # noqa: E501
         self,

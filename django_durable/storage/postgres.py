@@ -55,6 +55,20 @@ _ROW_CONVERTERS = [
 ]
 
 
+def lock_concurrency_keys(using: str, keys: Sequence[str]) -> None:
+    """``SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended('durable:' ||
+    key, 0) AS h … ORDER BY h)``: one transaction-level advisory lock per concurrency key, taken
+    in lock-id order (two claimers never wait on each other crosswise). Claimers of the same
+    key take turns until their transactions end; other keys are not held up."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
+            "hashtextextended('durable:' || k, 0) AS h FROM unnest(%s::text[]) AS k "
+            "ORDER BY h) AS locks",
+            [list(keys)],
+        )
+
+
 class PostgresStorage(OrmStorage):
     """:class:`OrmStorage` with PostgreSQL statements for claiming and recording."""
 
@@ -199,7 +213,7 @@ class PostgresStorage(OrmStorage):
         sets, params = self._set_clause(update)
         sets.append('"expires_at" = %s + t."timeout" * interval \'1 second\'')
         params.append(update_expires_at_with_started_at)
-        where = "status = %s AND start_at < %s"
+        where = "status = %s AND start_at < %s AND concurrency_key IS NULL"
         where_params: list[Any] = [status, start_at_less_than]
         if queues is not None:
             where += " AND queue = ANY(%s)"

@@ -51,6 +51,19 @@ def live_workers(now: datetime, heartbeat_interval: float) -> list[Worker]:
     )
 
 
+def worker_state(worker: Worker, now: datetime, heartbeat_interval: float) -> str:
+    """``"live"``, ``"stopped"`` or ``"silent"`` (no beat for three intervals)."""
+    if worker.stopped_at is not None:
+        return "stopped"
+    silent_before = now - timedelta(seconds=3 * heartbeat_interval)
+    return "live" if worker.last_heartbeat_at >= silent_before else "silent"
+
+
+def workers_by_id(worker_ids: Sequence[str]) -> dict[str, Worker]:
+    """The registry rows of these worker (executor) ids that exist."""
+    return {w.worker_id: w for w in Worker.objects.filter(worker_id__in=set(worker_ids))}
+
+
 def recover_silent_workers(now: datetime, heartbeat_interval: float, limit: int = 1000) -> int:
     """Hand the running executions of workers silent for three intervals back to ``ready``.
 

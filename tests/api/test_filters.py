@@ -155,6 +155,12 @@ def test_filter_by_creation_time(staff_client: Client, set_state: Any) -> None:
     assert set(ids(staff_client, f"?created_after={naive}")) == {middle, new}
     zulu = (now - datetime.timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert set(ids(staff_client, f"?created_after={zulu}")) == {middle, new}
+    # An offset PostgreSQL cannot store (beyond ±15:59) is taken as the same instant in UTC.
+    far = (now - datetime.timedelta(minutes=90)).astimezone(
+        datetime.timezone(-datetime.timedelta(hours=23, minutes=9))
+    )
+    assert set(ids(staff_client, f"?created_after={far.isoformat()}")) == {middle, new}
+    assert ids(staff_client, "?created_before=0269-09-02T23:10:29-23:09") == []
 
 
 @pytest.mark.parametrize(

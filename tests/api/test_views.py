@@ -764,9 +764,33 @@ def test_tasks_lists_every_registered_task_sorted_by_id(staff_client: Client) ->
         "api": True,
         "schedule": None,
         "max_concurrency": None,
+        "schedules": [],
+        "next_run_at": None,
     }
     assert tasks["api.a"]["kind"] == "sleeping_task"
     assert tasks["api.a"]["api"] is False
+
+
+@pytest.mark.django_db
+def test_tasks_show_each_schedule_and_its_next_run(staff_client: Client) -> None:
+    @task(id="api.cron", schedule="*/5 * * * *", concurrency_key="k", max_concurrency=2)
+    def cron(ctx: Any, input: Any) -> None:
+        """Every five minutes."""
+
+    nightly = {"task": "api.cron", "schedule": "0 3 * * *"}
+    with override_settings(DURABLE={"SCHEDULES": {"nightly": nightly}}):
+        before = timezone.now()
+        [item] = [t for t in staff_client.get(url("task-list")).json() if t["id"] == "api.cron"]
+    assert (item["schedule"], item["max_concurrency"]) == ("*/5 * * * *", 2)
+    runs = {run["name"]: run for run in item["schedules"]}
+    assert {name: run["schedule"] for name, run in runs.items()} == {
+        "api.cron": "*/5 * * * *",
+        "nightly": "0 3 * * *",
+    }
+    every_five = datetime.datetime.fromisoformat(runs["api.cron"]["next_run_at"])
+    assert before < every_five <= before + datetime.timedelta(minutes=5)
+    assert every_five.minute % 5 == 0 and every_five.second == 0
+    assert item["next_run_at"] == runs["api.cron"]["next_run_at"]
 
 
 @pytest.mark.django_db
@@ -877,12 +901,14 @@ def test_metrics_are_prometheus_text(staff_client: Client, set_state: Any) -> No
     assert response.status_code == 200
     assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     lines = response.content.decode().splitlines()
-    assert 'durable_executions{status="ready"} 2' in lines
-    assert 'durable_executions{status="completed"} 1' in lines
-    assert 'durable_executions{status="failed"} 0' in lines
+    assert 'durable_executions{status="ready"} 2.0' in lines
+    assert 'durable_executions{status="completed"} 1.0' in lines
+    assert 'durable_executions{status="failed"} 0.0' in lines
+    assert 'durable_task_executions{status="ready",task_id="api.echo"} 2.0' in lines
     assert "# TYPE durable_executions gauge" in lines
     assert "# TYPE durable_storage_operation_duration_seconds summary" in lines
-    assert "durable_live_workers 0" in lines
+    assert "# TYPE durable_claim_latency_seconds summary" in lines
+    assert "durable_live_workers 0.0" in lines
     assert any(line.startswith("durable_oldest_ready_age_seconds ") for line in lines)
     summary = [line for line in lines if line.startswith("durable_storage_operation_duration")]
     assert any('quantile="0.5"' in line for line in summary)

@@ -122,8 +122,60 @@ def test_sweep_once_recovers_expired_work() -> None:
         expires_at=timezone.now() - timedelta(minutes=1),
     )
     counts = json.loads(run_command("durable_sweep", "--once"))
-    assert set(counts) == {"expired", "children", "closed"}
+    assert set(counts) == {
+        "expired",
+        "children",
+        "closed",
+        "silent_workers_recovered",
+        "scheduled",
+    }
     row = TaskExecution.objects.get(execution_id=handle.execution_id)
     assert row.status == Status.READY
     assert row.error["message"] == "Task execution expired"
     assert row.retry_attempts == 0
+
+
+def test_inspect_shows_which_worker_runs_what() -> None:
+    from django_durable.models import Worker
+
+    @task(id="busy", timeout=5)
+    def busy(ctx, input):
+        return input
+
+    now = timezone.now()
+    handle = busy.enqueue()
+    TaskExecution.objects.filter(execution_id=handle.execution_id).update(
+        status=Status.RUNNING, executor_id="de_live", started_at=now
+    )
+    Worker.objects.create(
+        worker_id="de_live",
+        hostname="host-a",
+        pid=11,
+        queues=["emails"],
+        started_at=now,
+        last_heartbeat_at=now,
+    )
+    Worker.objects.create(
+        worker_id="de_gone",
+        hostname="host-b",
+        pid=22,
+        started_at=now - timedelta(hours=1),
+        last_heartbeat_at=now - timedelta(hours=1),
+    )
+    text = run_command("durable_inspect", handle.execution_id)
+    assert f"busy {handle.execution_id} [running] worker=de_live (host-a:11)" in text
+    tree = json.loads(run_command("durable_inspect", handle.execution_id, "--json"))
+    assert tree["worker"] == {"worker_id": "de_live", "hostname": "host-a", "pid": 11}
+
+    lines = run_command("durable_inspect", "--workers").splitlines()
+    assert lines[0].startswith("de_live host-a:11 [live] queues=emails last_beat=")
+    assert lines[0].endswith("running=1")
+    assert lines[1] == f"  busy {handle.execution_id}"
+    assert lines[2].startswith("de_gone host-b:22 [silent] queues=*")
+    workers = json.loads(run_command("durable_inspect", "--workers", "--json"))
+    assert [(w["worker_id"], w["state"], w["running"]) for w in workers] == [
+        ("de_live", "live", 1),
+        ("de_gone", "silent", 0),
+    ]
+    with pytest.raises(CommandError, match="Give an execution id, or --workers"):
+        run_command("durable_inspect")

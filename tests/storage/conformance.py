@@ -722,6 +722,74 @@ class StorageConformance:
         )
         assert self.ids(claimed) == [other_queue.execution_id]
 
+    def test_claim_ready_leaves_rows_with_a_concurrency_key_to_the_keyed_claim(
+        self, storage: TaskExecutionsStorage
+    ) -> None:
+        now = timezone.now()
+        plain = make_row(now, start_at=now - SECOND)
+        keyed = make_row(
+            now, start_at=now - 2 * SECOND, concurrency_key="tenant-a", max_concurrency=1
+        )
+        storage.insert_many([plain, keyed])
+        claimed = storage.update_by_status_and_start_at_less_than_and_return(
+            status=Status.READY,
+            start_at_less_than=now,
+            update=derive_update(now, {"status": Status.RUNNING}),
+            update_expires_at_with_started_at=now,
+            limit=10,
+        )
+        assert self.ids(claimed) == [plain.execution_id]
+        assert self.fetch(storage, keyed).status == Status.READY
+
+    def test_keyed_claim_never_exceeds_a_keys_limit_and_passes_over_full_keys(
+        self, storage: TaskExecutionsStorage
+    ) -> None:
+        now = timezone.now()
+
+        def keyed(key: str, limit: int, age: int, **fields: Any) -> TaskExecution:
+            return make_row(
+                now,
+                start_at=now - age * SECOND,
+                concurrency_key=key,
+                max_concurrency=limit,
+                **fields,
+            )
+
+        already_running = keyed("a", 2, 20, status=Status.RUNNING)
+        # Key "a" (2 at once, 1 running) is first in line with three rows; "b" (1 at once)
+        # has two behind them, the high-priority one first; "c" is in another queue.
+        a1, a2, a3 = keyed("a", 2, 10), keyed("a", 2, 9), keyed("a", 2, 8)
+        b_low, b_high = keyed("b", 1, 7), keyed("b", 1, 1, priority=5)
+        c1 = keyed("c", 1, 30, queue="emails")
+        plain = make_row(now, start_at=now - 40 * SECOND)
+        storage.insert_many([already_running, a1, a2, a3, b_low, b_high, c1, plain])
+
+        def claim(limit: int, queues: list[str] | None = None) -> list[TaskExecution]:
+            return storage.update_by_status_and_start_at_less_than_within_concurrency_limits_and_return(  # noqa: E501
+                status=Status.READY,
+                start_at_less_than=now,
+                update=derive_update(now, {"status": Status.RUNNING, "executor_id": "de_k"}),
+                update_expires_at_with_started_at=now,
+                limit=limit,
+                queues=queues,
+            )
+
+        claimed = claim(10, ["default"])
+        assert sorted(self.ids(claimed)) == sorted([b_high.execution_id, a1.execution_id])
+        assert all(row.status == Status.RUNNING for row in claimed)
+        for row in claimed:
+            assert_close(row.expires_at, now + timedelta(seconds=row.timeout), SECOND)
+        assert self.fetch(storage, plain).status == Status.READY  # not keyed: the other claim
+        assert claim(10, ["default"]) == []  # every key is full
+        assert self.ids(claim(10)) == [c1.execution_id]
+        # A finished execution frees a slot of its key.
+        storage.update_many_by_id(
+            [UpdateByIdRequest(a1.execution_id, derive_update(now, {"status": Status.COMPLETED}))]
+        )
+        assert self.ids(claim(10)) == [a2.execution_id]
+        assert self.fetch(storage, a3).status == Status.READY
+        assert self.fetch(storage, b_low).status == Status.READY
+
     def test_claims_with_a_limit_of_zero_take_nothing(self, storage: TaskExecutionsStorage) -> None:
         now = timezone.now()
         row = make_row(

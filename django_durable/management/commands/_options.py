@@ -51,3 +51,11 @@ def json_value(value: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
+
+
+def queue_name(value: str) -> str:
+    if not value or len(value) > 64:
+        raise argparse.ArgumentTypeError(
+            f"expected a queue name of 1 to 64 characters, got {value!r}"
+        )
+    return value

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from django_durable.executor.worker import Worker
 
-from ._options import non_negative_float, positive_int
+from ._options import non_negative_float, positive_int, queue_name
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -46,6 +46,7 @@ class Command(BaseCommand):
             "--queue",
             dest="queues",
             action="append",
+            type=queue_name,
             default=None,
             help="Only claim executions of this queue (repeatable; default: every queue).",
         )
