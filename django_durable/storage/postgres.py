@@ -9,6 +9,8 @@ only module with raw SQL.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -88,7 +90,9 @@ class PostgresStorage(OrmStorage):
         Django's cursors merge parameters into the text client-side (every value escaped,
         the statement parsed and planned again on each call). The engine's statements run
         thousands of times a second with a fixed text: psycopg prepares each once per
-        connection. Errors are Django's, as from any cursor.
+        connection. As with Django's cursors, errors are Django's, the connection's
+        ``execute_wrapper()`` hooks see the statement, and it is logged in
+        ``connection.queries`` when queries are logged (``DEBUG``, ``assertNumQueries``).
         """
         connection = connections[self.using]
         connection.validate_thread_sharing()
@@ -96,7 +100,21 @@ class PostgresStorage(OrmStorage):
         with connection.wrap_database_errors:
             connection.ensure_connection()
             with psycopg.Cursor(connection.connection) as cursor:
-                cursor.execute(sql, params, prepare=True)
+
+                def execute(sql: str, params: Any, many: bool, context: Any) -> None:
+                    cursor.execute(sql, params, prepare=True)
+
+                run = execute
+                for wrapper in reversed(connection.execute_wrappers):
+                    run = functools.partial(wrapper, run)
+                started = time.monotonic()
+                try:
+                    run(sql, params, False, {"connection": connection, "cursor": cursor})
+                finally:
+                    if connection.queries_logged:
+                        connection.queries_log.append(
+                            {"sql": sql, "time": f"{time.monotonic() - started:.3f}"}
+                        )
                 return cursor.fetchall() if cursor.description else []
 
     def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
