@@ -360,13 +360,27 @@ class OrmStorage(TaskExecutionsStorage):
         update: Update,
         update_expires_at_with_started_at: datetime,
     ) -> TaskExecution | None:
-        queryset = self.objects.filter(
-            execution_id=execution_id, status=status, start_at__lt=start_at_less_than
-        )
-        rows = self._claim(
-            queryset, ("id",), 1, update, expires_at_base=update_expires_at_with_started_at
-        )
-        return rows[0] if rows else None
+        with self._atomic():
+            row = (
+                self.objects.filter(
+                    execution_id=execution_id, status=status, start_at__lt=start_at_less_than
+                )
+                .select_for_update(skip_locked=True)
+                .first()
+            )
+            if row is None:
+                return None
+            key = row.concurrency_key
+            if key is not None:
+                # As the claim of ready work: never more than the key's limit running at once.
+                self._lock_concurrency_keys([key])
+                if self._running_counts([key])[key] >= (row.max_concurrency or 1):
+                    return None
+            expires_at = update_expires_at_with_started_at + timedelta(seconds=row.timeout)
+            self.objects.filter(pk=row.pk).update(**update, expires_at=expires_at)
+        _apply(row, update)
+        row.expires_at = expires_at
+        return row
 
     def update_by_status_and_start_at_less_than_within_concurrency_limits_and_return(
         self,

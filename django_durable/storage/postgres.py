@@ -264,11 +264,21 @@ class PostgresStorage(OrmStorage):
         params.append(update_expires_at_with_started_at)
         sql = (
             f"WITH picked AS MATERIALIZED (SELECT id FROM {_TABLE} WHERE execution_id = %s "
-            "AND status = %s AND start_at < %s FOR UPDATE SKIP LOCKED) "
+            "AND status = %s AND start_at < %s AND concurrency_key IS NULL "
+            "FOR UPDATE SKIP LOCKED) "
             f"UPDATE {_TABLE} AS t SET {', '.join(sets)} FROM picked WHERE t.id = picked.id"
         )
         rows = self._raw(sql, [execution_id, status, start_at_less_than, *params])
-        return rows[0] if rows else None
+        if rows:
+            return rows[0]
+        # Not claimable, or a row with a concurrency key: that claim counts the key's runs.
+        return super().update_by_id_and_status_and_start_at_less_than_and_return(
+            execution_id=execution_id,
+            status=status,
+            start_at_less_than=start_at_less_than,
+            update=update,
+            update_expires_at_with_started_at=update_expires_at_with_started_at,
+        )
 
     # -- recording finished executions -----------------------------------------------------------
 

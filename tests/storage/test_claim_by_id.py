@@ -121,3 +121,23 @@ def test_layer_claim_ready_by_id() -> None:
         is None
     )
     assert [m for m in layer.metrics() if "update_by_id_and_status" in m.process_name]
+
+
+@pytest.mark.parametrize("kind", STORAGES)
+def test_a_row_whose_concurrency_key_is_at_its_limit_is_not_claimed(kind: str) -> None:
+    storage = make_storage(kind)
+    past = timezone.now() - SECOND
+    first, second, other_key = (
+        make_row(past, concurrency_key="tenant-1", max_concurrency=1),
+        make_row(past, concurrency_key="tenant-1", max_concurrency=1),
+        make_row(past, concurrency_key="tenant-2", max_concurrency=1),
+    )
+    storage.insert_many([first, second, other_key])
+
+    assert claim(storage, first.execution_id) is not None
+    assert claim(storage, second.execution_id) is None
+    assert claim(storage, other_key.execution_id) is not None
+    assert TaskExecution.objects.get(execution_id=second.execution_id).status == Status.READY
+    TaskExecution.objects.filter(execution_id=first.execution_id).update(status=Status.COMPLETED)
+    claimed = claim(storage, second.execution_id)
+    assert claimed is not None and claimed.status == Status.RUNNING

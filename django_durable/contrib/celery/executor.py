@@ -30,6 +30,8 @@ __all__ = ["CeleryExecutor", "get_executor", "shutdown_executor"]
 #: Fallback period of the close loop of a Celery worker process, which events wake at once
 #: (the beat sweep closes what they miss).
 CLOSE_POLL_INTERVAL = 5.0
+#: Seconds before an execution whose concurrency key is at its limit is offered again.
+CONCURRENCY_RETRY_DELAY = 1.0
 
 
 class CeleryExecutor(Executor):
@@ -106,6 +108,10 @@ class CeleryExecutor(Executor):
             return "missing"
         if row.status == Status.READY and row.start_at >= now:
             publish_many([(execution_id, row.start_at)])
+            return "deferred"
+        if row.status == Status.READY and row.concurrency_key is not None:
+            # Its key is at its limit (or another worker is claiming it): try again shortly.
+            publish_many([(execution_id, now + timedelta(seconds=CONCURRENCY_RETRY_DELAY))])
             return "deferred"
         return "skipped"
 
