@@ -3,10 +3,12 @@
 SQLite has no notifications between processes, but ``PRAGMA data_version`` changes whenever
 another connection (of any process) commits to the database file, and reading it costs a few
 microseconds and no lock. :class:`DataVersionWatcher` reads it every ``interval`` seconds on one
-connection of its own and wakes this process's claim and cancellation loops when it changed, so
-an execution enqueued by a web process starts within milliseconds instead of a poll interval.
-The sweepers' work (children, closing) comes from executors, and SQLite has one worker process;
-they keep their polling.
+connection of its own. When it changed, one indexed read (no write lock in WAL mode) tells
+whether there is due ready work or a cancellation to act on, and only then are this process's
+claim or cancellation loops woken: an execution enqueued by a web process starts within
+milliseconds instead of a poll interval, while the worker's own commits (which change the
+version too) cost no extra claims. The sweepers' work (children, closing) comes from executors,
+and SQLite has one worker process; they keep their polling.
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ import sqlite3
 import threading
 
 from django.db import connections
+from django.utils import timezone
 
 from . import wakeups
+from .models import TaskExecution
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between two reads of ``PRAGMA data_version``.
 WATCH_INTERVAL = 0.005
-#: What a commit elsewhere may have brought: work to claim, or executions to cancel.
-WOKEN_CHANNELS = (wakeups.READY, wakeups.CANCEL)
+#: Whether a commit elsewhere brought due ready work, or a cancellation of this executor's work
+#: (both reads use partial indexes).
+_TABLE = TaskExecution._meta.db_table
+_READY_CHECK = f"SELECT 1 FROM {_TABLE} WHERE status = 'ready' AND start_at <= ? LIMIT 1"
+_CANCEL_CHECK = (
+    f"SELECT 1 FROM {_TABLE} WHERE needs_promise_cancellation AND executor_id = ? LIMIT 1"
+)
 
 
 def database_file(using: str = "default") -> str | None:
@@ -42,8 +51,17 @@ def database_file(using: str = "default") -> str | None:
 class DataVersionWatcher:
     """Polls ``PRAGMA data_version`` on its own connection and thread; see the module."""
 
-    def __init__(self, path: str, interval: float = WATCH_INTERVAL) -> None:
+    def __init__(
+        self,
+        path: str,
+        executor_id: str,
+        interval: float = WATCH_INTERVAL,
+        using: str = "default",
+    ) -> None:
         self.path = path
+        self.executor_id = executor_id
+        # How Django stores a datetime in this database (text, in the connection's time zone).
+        self._adapt_datetime = connections[using].ops.adapt_datetimefield_value
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,8 +90,7 @@ class DataVersionWatcher:
                     last = None
                 version = connection.execute("PRAGMA data_version").fetchone()[0]
                 if last is not None and version != last:
-                    for channel in WOKEN_CHANNELS:
-                        wakeups.notify_local(channel)
+                    self._wake(connection)
                 last = version
             except sqlite3.Error as error:
                 logger.warning("SQLite change watcher failed (%s); reopening", error)
@@ -86,3 +103,10 @@ class DataVersionWatcher:
             self._stop.wait(self.interval)
         if connection is not None:
             connection.close()
+
+    def _wake(self, connection: sqlite3.Connection) -> None:
+        now = self._adapt_datetime(timezone.now())
+        if connection.execute(_READY_CHECK, (now,)).fetchone() is not None:
+            wakeups.notify_local(wakeups.READY)
+        if connection.execute(_CANCEL_CHECK, (self.executor_id,)).fetchone() is not None:
+            wakeups.notify_local(wakeups.CANCEL)

@@ -226,7 +226,7 @@ class Executor:
             self._listener = Listener()
             self._listener.start()
         elif config.listen_notify and self._claim and (path := database_file()) is not None:
-            self._listener = DataVersionWatcher(path)
+            self._listener = DataVersionWatcher(path, self.id)
             self._listener.start()
         logger.info("executor=%s event=started", self.id)
 
