@@ -84,8 +84,8 @@ class PostgresStorage(OrmStorage):
         return parts, params
 
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Run ``sql`` as a prepared statement with its parameters bound by the server; return
-        its rows.
+        """Run ``sql`` (a statement returning rows) as a prepared statement with its parameters
+        bound by the server; return its rows.
 
         Django's cursors merge parameters into the text client-side (every value escaped,
         the statement parsed and planned again on each call). The engine's statements run
@@ -115,7 +115,7 @@ class PostgresStorage(OrmStorage):
                         connection.queries_log.append(
                             {"sql": sql, "time": f"{time.monotonic() - started:.3f}"}
                         )
-                return cursor.fetchall() if cursor.description else []
+                return cursor.fetchall()
 
     def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
         """Run ``sql`` (an ``UPDATE`` of alias ``t``) returning whole rows, build the executions.
