@@ -528,10 +528,14 @@ class Executor:
 
     def _forget(self, attempt: Attempt) -> None:
         with self._idle:
+            # Only a full executor stopped claiming: a freed slot matters to it alone (otherwise
+            # the claim loop already wakes for every ready row, and a claim per finished
+            # attempt would be a wasted statement on the hot path).
+            was_full = len(self._running) >= self.config.max_concurrent_executions
             if self._running.get(attempt.row.execution_id) is attempt:
                 del self._running[attempt.row.execution_id]
             self._idle.notify_all()
-        if self._claim_loop is not None:
+        if was_full and self._claim_loop is not None:
             self._claim_loop.wake()
 
     def _interrupt(self, attempt: Attempt) -> None:
