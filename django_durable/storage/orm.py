@@ -120,7 +120,11 @@ class OrmStorage(TaskExecutionsStorage):
         if not executions:
             return
         with self._atomic():
-            self.objects.bulk_create(executions)
+            self._insert_rows(executions)
+
+    def _insert_rows(self, executions: Sequence[TaskExecution]) -> None:
+        """Insert ``executions`` in the current transaction (no savepoint of its own)."""
+        self.objects.bulk_create(executions)
 
     def get_many_by_id(self, requests: Sequence[GetByIdRequest]) -> list[TaskExecution | None]:
         if not requests:
@@ -191,7 +195,7 @@ class OrmStorage(TaskExecutionsStorage):
                 if updated[index]:
                     children.extend(request.children)
             if children:
-                self.objects.bulk_create(children)
+                self._insert_rows(children)
         return updated
 
     def update_many_by_id_and_settle(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:

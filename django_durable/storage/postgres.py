@@ -24,7 +24,6 @@ from .base import (
     SettleRequest,
     SettleResult,
     Update,
-    UpdateByIdAndInsertChildrenRequest,
     UpdateByIdRequest,
 )
 from .orm import OrmStorage
@@ -151,8 +150,13 @@ class PostgresStorage(OrmStorage):
             return
         # In the caller's transaction, a savepoint keeps it usable when the insert fails.
         with self._atomic():
-            for start in range(0, len(executions), _INSERT_CHUNK):
-                self._insert_chunk(executions[start : start + _INSERT_CHUNK])
+            self._insert_rows(executions)
+
+    def _insert_rows(self, executions: Sequence[TaskExecution]) -> None:
+        """The rows in ``_INSERT_CHUNK``-sized statements, in the current transaction (also the
+        children spawned by ``update_many_by_id_and_insert_children_if_updated``)."""
+        for start in range(0, len(executions), _INSERT_CHUNK):
+            self._insert_chunk(executions[start : start + _INSERT_CHUNK])
 
     def _insert_chunk(self, executions: Sequence[TaskExecution]) -> None:
         connection = connections[self.using]
@@ -190,27 +194,6 @@ class PostgresStorage(OrmStorage):
                 params.append(field.get_db_prep_value(value, connection))
         sql = f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING 1"
         return bool(self._execute(sql, params))
-
-    def update_many_by_id_and_insert_children_if_updated(
-        self, requests: Sequence[UpdateByIdAndInsertChildrenRequest]
-    ) -> list[bool]:
-        """Each by-id update (in execution id order), then one ``INSERT`` of the children of
-        the rows that matched, in one transaction."""
-        if not requests:
-            return []
-        updated = [False] * len(requests)
-        with self._atomic():
-            children: list[TaskExecution] = []
-            for index in sorted(range(len(requests)), key=lambda i: requests[i].execution_id):
-                request = requests[index]
-                updated[index] = self._update_one(
-                    UpdateByIdRequest(request.execution_id, request.update, request.filters)
-                )
-                if updated[index]:
-                    children.extend(request.children)
-            for start in range(0, len(children), _INSERT_CHUNK):
-                self._insert_chunk(children[start : start + _INSERT_CHUNK])
-        return updated
 
     # -- claiming ready work -----------------------------------------------------------------
 
