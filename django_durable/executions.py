@@ -37,6 +37,32 @@ def validate_sleeping_unique_id(task: Task, value: Any) -> str:
     return value
 
 
+_ROW_FIELDS = TaskExecution._meta.concrete_fields
+_ROW_INDEX = {field.attname: index for index, field in enumerate(_ROW_FIELDS)}
+#: A new row's values in field order: the constant defaults (callable ones are filled per row).
+_ROW_TEMPLATE = [
+    field.default if field.has_default() and not callable(field.default) else None
+    for field in _ROW_FIELDS
+]
+_ROW_CALLABLE_DEFAULTS = [
+    (index, field)
+    for index, field in enumerate(_ROW_FIELDS)
+    if field.has_default() and callable(field.default)
+]
+
+
+def _new_row(**values: Any) -> TaskExecution:
+    """``TaskExecution(**values)`` built from positional arguments: a quarter of the cost of
+    keyword arguments, on the path of every enqueue and every spawned child."""
+    row = list(_ROW_TEMPLATE)
+    for index, field in _ROW_CALLABLE_DEFAULTS:
+        if field.attname not in values:
+            row[index] = field.get_default()
+    for name, value in values.items():
+        row[_ROW_INDEX[name]] = value
+    return TaskExecution(*row)  # type: ignore[misc]  # django-stubs types only keywords
+
+
 def build_execution(
     task: Task,
     *,
@@ -63,7 +89,7 @@ def build_execution(
         raise DurableExecutionError(
             f"priority must be an integer between -2**31 and 2**31 - 1 [taskId={task.id}]"
         )
-    row = TaskExecution(
+    row = _new_row(
         execution_id=execution_id or generate_execution_id(),
         task_id=task.id,
         retry_options=retry.to_dict(),

@@ -212,12 +212,15 @@ def insert_executions(rows: list[TaskExecution]) -> None:
         dispatch.rows_ready(rows)
         return
     try:
-        get_storage().insert_many(rows)
+        announced = get_storage().insert_many(rows, announce=True)
     except IntegrityError:
         raise
     except DatabaseError as error:
         raise convert_error(error) from error
-    wakeups.notify(wakeups.READY)
+    if announced:
+        wakeups.notify_local(wakeups.READY)  # other processes were told by the insert itself
+    else:
+        wakeups.notify(wakeups.READY)
     dispatch.rows_ready(rows)
 
 

@@ -36,6 +36,18 @@ def _connect(using: str) -> Any:
     return psycopg.connect(autocommit=True, **params)
 
 
+def wakeup_payload(channel: str) -> str:
+    """The ``NOTIFY`` payload of a wake-up of ``channel`` sent by this process (its listener
+    ignores it: the process already woke its own executors)."""
+    return f"{channel}:{os.getpid()}"
+
+
+def announce_channel(using: str = "default") -> str | None:
+    """The ``NOTIFY`` channel when this process sends wake-ups to other processes through
+    database ``using``, else ``None``: a statement may then carry its own wake-up."""
+    return CHANNEL if _notifier is not None and _notifier.using == using else None
+
+
 def supports_notify(using: str = "default") -> bool:
     return connections[using].vendor == "postgresql"
 
@@ -92,7 +104,7 @@ class Notifier:
                 with connection.cursor() as cursor:
                     for channel in sorted(channels):
                         cursor.execute(
-                            "SELECT pg_notify(%s, %s)", (CHANNEL, f"{channel}:{self._pid}")
+                            "SELECT pg_notify(%s, %s)", (CHANNEL, wakeup_payload(channel))
                         )
             except Exception as error:
                 logger.warning("Could not send wake-up notifications: %s", error)

@@ -93,8 +93,12 @@ class TaskExecutionsStorage(abc.ABC):
     """The operations of a task executions store (seed-spec §19), snake_case."""
 
     @abc.abstractmethod
-    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
-        """Insert all rows; a duplicate execution id or sleeping-task unique id raises."""
+    def insert_many(self, executions: Sequence[TaskExecution], *, announce: bool = False) -> bool:
+        """Insert all rows; a duplicate execution id or sleeping-task unique id raises.
+
+        With ``announce``, a storage that can wakes other processes' executors in the same
+        transaction (PostgreSQL: a ``NOTIFY``) and returns ``True``; ``False`` means the
+        caller must wake them itself."""
 
     @abc.abstractmethod
     def get_many_by_id(self, requests: Sequence[GetByIdRequest]) -> list[TaskExecution | None]:

@@ -199,7 +199,7 @@ class StorageLayer:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
+    def insert_many(self, executions: Sequence[TaskExecution], *, announce: bool = False) -> bool:
         """Insert on the caller's own connection, never through a batch processor.
 
         Inserts come from application code (views, commands), not from the executor's threads:
@@ -207,9 +207,9 @@ class StorageLayer:
         database's own group commit of concurrent transactions does not already give.
         """
         if not executions:
-            return
+            return False
         rows = list(executions)
-        self._call("insert_many", lambda: self.storage.insert_many(rows))
+        return self._call("insert_many", lambda: self.storage.insert_many(rows, announce=announce))
 
     def update_by_id(
         self,

@@ -116,11 +116,11 @@ class OrmStorage(TaskExecutionsStorage):
 
     # -- inserts and reads -----------------------------------------------------------------
 
-    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
-        if not executions:
-            return
-        with self._atomic():
-            self._insert_rows(executions)
+    def insert_many(self, executions: Sequence[TaskExecution], *, announce: bool = False) -> bool:
+        if executions:
+            with self._atomic():
+                self._insert_rows(executions)
+        return False
 
     def _insert_rows(self, executions: Sequence[TaskExecution]) -> None:
         """Insert ``executions`` in the current transaction (no savepoint of its own)."""

@@ -17,9 +17,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import connections, models
 
 from ..models import FINISHED_STATUSES, CloseStatus, Status, TaskExecution
+from ..notify import announce_channel, wakeup_payload
+from ..wakeups import READY
 from .base import (
     SettleRequest,
     SettleResult,
@@ -34,14 +36,84 @@ _FIELDS = {field.name: field for field in TaskExecution._meta.concrete_fields}
 _UNFINISHED_FILTERS = ("status", "is_finished")
 #: Every column but the serial primary key, in model order: what an ``INSERT`` writes.
 _INSERT_FIELDS = [field for field in TaskExecution._meta.concrete_fields if not field.primary_key]
-_INSERT_COLUMNS = ", ".join(f'"{field.column}"' for field in _INSERT_FIELDS)
-_INSERT_ROW = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
 #: Rows per ``INSERT``: psycopg sends at most 65,535 parameters with one statement.
 _INSERT_CHUNK = 65_535 // len(_INSERT_FIELDS)
 
 
 def _quote(name: str | None) -> str:
     return f'"{name}"'
+
+
+#: Model fields whose database value is the Python value itself when it has this type (the
+#: engine's own values always do); others go through ``get_db_prep_save``.
+_PLAIN_TYPES: dict[type[models.Field[Any, Any]], type] = {
+    models.CharField: str,
+    models.TextField: str,
+    models.IntegerField: int,
+    models.BooleanField: bool,
+    models.FloatField: float,
+}
+
+
+def _db_value(field: models.Field[Any, Any], value: Any, connection: Any) -> Any:
+    """``field.get_db_prep_save(value, connection)``, without its cost for the plain values
+    the engine writes thousands of times a second (psycopg adapts those by itself)."""
+    if value is None:
+        return None
+    plain = _PLAIN_TYPES.get(type(field))
+    if plain is not None and type(value) is plain:
+        return value
+    if type(value) is datetime and value.tzinfo is not None:
+        return value
+    return field.get_db_prep_save(value, connection)
+
+
+_VARIES = object()
+
+
+def _fresh_value(field: models.Field[Any, Any]) -> Any:
+    """What ``field`` holds in a new row unless the row says otherwise (``_VARIES``: no such
+    constant, e.g. a callable default or no default)."""
+    if field.has_default():
+        return _VARIES if callable(field.default) else field.default
+    return None if field.null else _VARIES
+
+
+def _literal(value: Any) -> str:
+    """``value`` (``None``, a bool, a number or a string) as an SQL literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+#: Per insert column, its constant in new rows: a batch whose rows all hold it sends it as a
+#: literal in the statement's text instead of as one parameter per row.
+_INSERT_CONSTANTS = [(field, _fresh_value(field)) for field in _INSERT_FIELDS]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(parameters: tuple[bool, ...], rows: int, announce: str | None) -> str:
+    """``INSERT … VALUES (…) RETURNING id`` for ``rows`` rows, ``%s`` for the columns that
+    ``parameters`` flags, literals for the others; with ``announce`` (a channel),
+    ``pg_notify`` in the same statement, delivered when the transaction commits."""
+    columns = ", ".join(_quote(field.column) for field in _INSERT_FIELDS)
+    row = (
+        "("
+        + ", ".join(
+            "%s" if parameter else _literal(constant)
+            for parameter, (_, constant) in zip(parameters, _INSERT_CONSTANTS, strict=True)
+        )
+        + ")"
+    )
+    insert = f"INSERT INTO {_TABLE} ({columns}) VALUES {', '.join([row] * rows)} RETURNING id"
+    if announce is None:
+        return insert
+    # An uncorrelated scalar subquery runs once, however many rows were inserted.
+    return f"WITH ins AS ({insert}) SELECT id, (SELECT pg_notify('{announce}', %s)) FROM ins"
 
 
 #: ``RETURNING`` list of the statements that return whole rows: every column in model order,
@@ -79,7 +151,7 @@ class PostgresStorage(OrmStorage):
         for name, value in update.items():
             field = _FIELDS[name]
             parts.append(f"{_quote(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection))
+            params.append(_db_value(field, value, connection))
         return parts, params
 
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -139,38 +211,56 @@ class PostgresStorage(OrmStorage):
 
     # -- inserting ---------------------------------------------------------------------------
 
-    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
+    def insert_many(self, executions: Sequence[TaskExecution], *, announce: bool = False) -> bool:
         """``INSERT … VALUES (…), (…) RETURNING id``: one statement (per ``_INSERT_CHUNK`` rows)
         without the ORM's compilation on every call; sets each row's ``id`` like
-        ``bulk_create``."""
+        ``bulk_create``. With ``announce``, the same statement sends the ``NOTIFY`` that wakes
+        other processes' executors (delivered on commit): no second transaction for it."""
         if not executions:
-            return
+            return False
+        channel = announce_channel(self.using) if announce else None
         if len(executions) <= _INSERT_CHUNK and not connections[self.using].in_atomic_block:
-            self._insert_chunk(executions)  # autocommit: one round trip
-            return
+            self._insert_chunk(executions, channel)  # autocommit: one round trip
+            return channel is not None
         # In the caller's transaction, a savepoint keeps it usable when the insert fails.
         with self._atomic():
-            self._insert_rows(executions)
+            for start in range(0, len(executions), _INSERT_CHUNK):
+                chunk = executions[start : start + _INSERT_CHUNK]
+                self._insert_chunk(chunk, channel if start == 0 else None)
+        return channel is not None
 
     def _insert_rows(self, executions: Sequence[TaskExecution]) -> None:
         """The rows in ``_INSERT_CHUNK``-sized statements, in the current transaction (also the
         children spawned by ``update_many_by_id_and_insert_children_if_updated``)."""
         for start in range(0, len(executions), _INSERT_CHUNK):
-            self._insert_chunk(executions[start : start + _INSERT_CHUNK])
+            self._insert_chunk(executions[start : start + _INSERT_CHUNK], None)
 
-    def _insert_chunk(self, executions: Sequence[TaskExecution]) -> None:
+    def _insert_chunk(self, executions: Sequence[TaskExecution], channel: str | None) -> None:
+        """One ``INSERT`` of ``executions``; a column that holds its new-row constant in every
+        row is a literal of the statement, so that an enqueue sends its few varying values
+        (the statement's text depends only on which columns vary: prepared once each)."""
         connection = connections[self.using]
+        values = [[getattr(row, field.attname) for field in _INSERT_FIELDS] for row in executions]
+        if len(values) == 1:
+            parameters = tuple(
+                constant is _VARIES or value != constant
+                for value, (_, constant) in zip(values[0], _INSERT_CONSTANTS, strict=True)
+            )
+        else:
+            parameters = tuple(
+                constant is _VARIES or any(row[index] != constant for row in values)
+                for index, (_, constant) in enumerate(_INSERT_CONSTANTS)
+            )
         params = [
-            field.get_db_prep_save(getattr(row, field.attname), connection)
-            for row in executions
-            for field in _INSERT_FIELDS
+            _db_value(field, value, connection)
+            for row in values
+            for (field, _), parameter, value in zip(_INSERT_CONSTANTS, parameters, row, strict=True)
+            if parameter
         ]
-        sql = (
-            f"INSERT INTO {_TABLE} ({_INSERT_COLUMNS}) "
-            f"VALUES {', '.join([_INSERT_ROW] * len(executions))} RETURNING id"
-        )
-        ids = self._execute(sql, params)
-        for row, (pk,) in zip(executions, ids, strict=True):
+        if channel is not None:
+            params.append(wakeup_payload(READY))
+        ids = self._execute(_insert_sql(parameters, len(executions), channel), params)
+        for row, (pk, *_) in zip(executions, ids, strict=True):
             row.id = pk
             row._state.adding = False
             row._state.db = self.using
@@ -191,7 +281,7 @@ class PostgresStorage(OrmStorage):
                 where.append(f"{_quote(field.column)} IS NULL")
             else:
                 where.append(f"{_quote(field.column)} = %s")
-                params.append(field.get_db_prep_value(value, connection))
+                params.append(_db_value(field, value, connection))
         sql = f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING 1"
         return bool(self._execute(sql, params))
 
@@ -359,7 +449,7 @@ class PostgresStorage(OrmStorage):
             request = requests[index]
             arrays[0].append(request.execution_id)
             for position, name in enumerate(update_keys, start=1):
-                value = _FIELDS[name].get_db_prep_save(request.update[name], connection)
+                value = _db_value(_FIELDS[name], request.update[name], connection)
                 arrays[position].append(value)
             for position, name in enumerate(filter_keys, start=1 + len(update_keys)):
                 arrays[position].append((request.filters or {})[name])  # type: ignore[literal-required]

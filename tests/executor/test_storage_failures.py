@@ -65,9 +65,9 @@ class FailingStorage(OrmStorage):
 class FailingInsert(FailingStorage):
     method = "insert_many"
 
-    def insert_many(self, executions):
+    def insert_many(self, executions, *, announce=False):
         self.maybe_fail()
-        return super().insert_many(executions)
+        return super().insert_many(executions, announce=announce)
 
 
 class FailingGet(FailingStorage):

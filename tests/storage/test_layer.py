@@ -93,8 +93,8 @@ class LayerStorage(OrmStorage):
         super().__init__()
         self.layer = layer
 
-    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
-        self.layer.insert_many(executions)
+    def insert_many(self, executions: Sequence[TaskExecution], *, announce: bool = False) -> bool:
+        return self.layer.insert_many(executions, announce=announce)
 
     def get_many_by_id(self, requests: Sequence[GetByIdRequest]) -> list[TaskExecution | None]:
         return run_concurrently(lambda r: self.layer.get_by_id(r.execution_id, r.filters), requests)
@@ -609,11 +609,11 @@ class RecordingStorage(OrmStorage):
         self.inserts: list[tuple[int, str]] = []
         self.fail_inserts_with: Exception | None = None
 
-    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
+    def insert_many(self, executions: Sequence[TaskExecution], *, announce: bool = False) -> bool:
         self.inserts.append((len(executions), threading.current_thread().name))
         if self.fail_inserts_with is not None:
             raise self.fail_inserts_with
-        super().insert_many(executions)
+        return super().insert_many(executions, announce=announce)
 
 
 class CountingStorage(OrmStorage):
@@ -757,11 +757,11 @@ class FlakyStorage(OrmStorage):
         self.failures = failures
         self.calls = 0
 
-    def insert_many(self, executions: Sequence[TaskExecution]) -> None:
+    def insert_many(self, executions: Sequence[TaskExecution], *, announce: bool = False) -> bool:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
-        super().insert_many(executions)
+        return super().insert_many(executions, announce=announce)
 
 
 class TestRetries:

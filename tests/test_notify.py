@@ -1,0 +1,77 @@
+"""Wake-ups across processes on PostgreSQL: what an enqueue sends other workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+
+from django_durable import task
+from django_durable.models import TaskExecution
+from django_durable.notify import CHANNEL, announce_channel, wakeup_payload
+
+pytestmark = [
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only"),
+    pytest.mark.django_db(transaction=True, available_apps=["django_durable"]),
+]
+
+
+@pytest.fixture
+def listener() -> Any:
+    """Another connection that ``LISTEN``s like a worker process."""
+    params = dict(connection.get_connection_params())
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    with psycopg.connect(autocommit=True, **params) as other:
+        other.execute(f"LISTEN {CHANNEL}")
+        yield other
+
+
+def _received(listener: Any, seconds: float) -> list[str]:
+    payloads: list[str] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        for notification in listener.notifies(timeout=left, stop_after=1):
+            payloads.append(notification.payload)
+    return payloads
+
+
+@task
+def wake_me(value: int) -> int:
+    return value
+
+
+def test_an_enqueue_carries_its_own_wake_up_for_other_processes(listener):
+    assert announce_channel() == CHANNEL
+    statements: list[str] = []
+
+    def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        handle = wake_me.enqueue(1)
+    # One round trip: the insert itself sends the NOTIFY, delivered with the committed row.
+    assert len(statements) == 1 and "pg_notify" in statements[0]
+    assert _received(listener, 0.5) == [wakeup_payload("ready")]
+    assert wakeup_payload("ready") == f"ready:{os.getpid()}"
+    assert TaskExecution.objects.filter(execution_id=handle.execution_id).exists()
+
+
+def test_a_rolled_back_enqueue_wakes_nobody(listener):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        wake_me.enqueue(1)
+        raise RuntimeError("rolled back")
+    assert _received(listener, 0.3) == []
+    assert not TaskExecution.objects.exists()
+
+
+def test_an_enqueue_inside_a_transaction_wakes_other_processes_on_commit(listener):
+    with transaction.atomic():
+        wake_me.enqueue(1)
+        assert _received(listener, 0.2) == []
+    assert _received(listener, 1.0) == [wakeup_payload("ready")]
