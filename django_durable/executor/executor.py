@@ -50,6 +50,10 @@ __all__ = ["Executor"]
 
 #: After a claim failed with a database error, how long to look for rows it may have claimed.
 ORPHAN_CHECK_SECONDS = 60.0
+#: When wake-ups come faster than claims, a claim waits until this many seconds after the
+#: previous one began: rows gather, and claims per second stay bounded however fast work
+#: arrives or however many workers each notification wakes.
+CLAIM_GAP_WHEN_BUSY = 0.005
 
 
 def run_attributes(row: TaskExecution) -> dict[str, Any]:
@@ -132,6 +136,10 @@ class Executor:
         self._expedite = threading.Event()
         self._reserved = 0
         self._orphan_check_until = 0.0
+        self._last_claim_at = 0.0
+        self._last_claim_full = False
+        #: Wake-ups of the claim loop since its last claim began.
+        self._claim_wakes = 0
         self.shutdown_signal = Signal()
         self._running: dict[str, Attempt] = {}
         self._running_lock = threading.Lock()
@@ -209,7 +217,7 @@ class Executor:
             self._claim_loop = BackgroundLoop("claim", self._claim_iteration, interval)
             cancel = BackgroundLoop("cancel", self._cancel_iteration, interval)
             self._loops += [self._claim_loop, cancel]
-            listen += [(wakeups.READY, self._claim_loop.wake), (wakeups.CANCEL, cancel.wake)]
+            listen += [(wakeups.READY, self._wake_claim), (wakeups.CANCEL, cancel.wake)]
         if self._run_sweepers:
             children = BackgroundLoop("children", self._children_iteration, interval)
             close = BackgroundLoop("close", self._close_iteration, interval)
@@ -367,11 +375,30 @@ class Executor:
         if self._scheduler is not None and self._claim_loop is not None and delay > 0:
             self._scheduler.call_later(delay, self._claim_loop.wake)
 
+    def _wake_claim(self) -> None:
+        self._claim_wakes += 1
+        if self._claim_loop is not None:
+            self._claim_loop.wake()
+
+    def _pace_claims(self) -> None:
+        """Under load, wait out the rest of ``CLAIM_GAP_WHEN_BUSY`` since the previous claim.
+
+        Under load means woken more than once since the previous claim began, which did not
+        fill its batch: an idle worker claims the moment a row arrives, and a full batch is
+        followed by the next one at once."""
+        wakes, self._claim_wakes = self._claim_wakes, 0
+        if wakes > 1 and not self._last_claim_full:
+            pause = self._last_claim_at + CLAIM_GAP_WHEN_BUSY - time.monotonic()
+            if pause > 0:
+                self.shutdown_signal.wait(pause)
+
     def _claim_iteration(self) -> bool:
         config = self.config
+        self._pace_claims()
         capacity = config.max_concurrent_executions - self.running_count
         if capacity <= 0:
             return False
+        self._last_claim_at = time.monotonic()
         limit = min(config.max_executions_per_batch, capacity)
         if self._orphan_check_until > time.monotonic():
             self._release_orphans()
@@ -394,7 +421,8 @@ class Executor:
             logger.debug("executor=%s event=claimed count=%d", self.id, len(rows))
         for row in rows:
             self._start_attempt(row)
-        return len(rows) >= limit
+        self._last_claim_full = len(rows) >= limit
+        return self._last_claim_full
 
     def _claim_keyed(self, now: Any, limit: int) -> list[TaskExecution]:
         """Claim rows with a concurrency key (a statement of their own, so that the claim of

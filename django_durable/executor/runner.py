@@ -17,23 +17,41 @@ logger = logging.getLogger(__name__)
 
 
 class DeadlineScheduler:
-    """Runs callbacks at monotonic deadlines on one thread; callbacks must be quick."""
+    """Runs callbacks at monotonic deadlines on one thread; callbacks must be quick.
+
+    Every attempt schedules its timeout here and nearly every attempt cancels it soon after:
+    a cancelled entry lets go of its callback at once (and of what the callback holds), and
+    the heap is rebuilt without cancelled entries once they are the majority, so that a busy
+    worker with hour-long timeouts does not keep an hour of finished attempts in memory.
+    """
+
+    #: Cancelled entries tolerated in the heap before it is rebuilt without them.
+    COMPACT_AFTER = 1024
 
     def __init__(self, name: str = "durable-deadlines") -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._cancelled: set[int] = set()
+        # Entries are [deadline, token, callback or None once cancelled].
+        self._heap: list[list[Any]] = []
+        self._entries: dict[int, list[Any]] = {}
+        self._cancelled = 0
         self._counter = itertools.count()
         self._condition = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def pending(self) -> int:
+        """Entries in the heap, cancelled ones not yet dropped included."""
+        return len(self._heap)
+
     def call_at(self, deadline: float, callback: Callable[[], None]) -> int:
         """Call ``callback`` at ``deadline`` (``time.monotonic()`` scale); return a token."""
         with self._condition:
             token = next(self._counter)
-            heapq.heappush(self._heap, (deadline, token, callback))
-            if self._heap[0][1] == token:
+            entry = [deadline, token, callback]
+            self._entries[token] = entry
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:
                 self._condition.notify()
             return token
 
@@ -42,7 +60,15 @@ class DeadlineScheduler:
 
     def cancel(self, token: int) -> None:
         with self._condition:
-            self._cancelled.add(token)
+            entry = self._entries.pop(token, None)
+            if entry is None:
+                return
+            entry[2] = None
+            self._cancelled += 1
+            if self._cancelled > self.COMPACT_AFTER and self._cancelled * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2] is not None]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
 
     def shutdown(self) -> None:
         with self._condition:
@@ -61,9 +87,10 @@ class DeadlineScheduler:
                 if self._stopping:
                     return
                 _, token, callback = heapq.heappop(self._heap)
-                if token in self._cancelled:
-                    self._cancelled.discard(token)
+                if callback is None:
+                    self._cancelled = max(0, self._cancelled - 1)
                     continue
+                del self._entries[token]
             try:
                 callback()
             except Exception:

@@ -179,11 +179,21 @@ class Transitions:
         return serialize(value, max_size=self.config.max_input_size, label="input")
 
     def settle(
-        self, execution_id: str, update: Update, filters: Filters | None = None
+        self,
+        execution_id: str,
+        update: Update,
+        filters: Filters | None = None,
+        *,
+        top_level: bool = False,
     ) -> SettleResult:
-        """Write ``update``; if it finishes the row, settle its family, then follow up."""
+        """Write ``update``; if it finishes the row, settle its family, then follow up.
+
+        ``top_level``: the row is known to have no parent (its family needs no transaction).
+        """
         now = timezone.now()
-        result = self.storage.settle_by_id(now, execution_id, update, filters, self._lease(now))
+        result = self.storage.settle_by_id(
+            now, execution_id, update, filters, self._lease(now), top_level=top_level
+        )
         self.after_settle(result)
         return result
 
@@ -309,7 +319,12 @@ class Transitions:
             row.execution_id,
             error.message,
         )
-        self.settle(row.execution_id, {"status": status, "error": stored}, _owned(row))
+        self.settle(
+            row.execution_id,
+            {"status": status, "error": stored},
+            _owned(row),
+            top_level=row.parent_execution_id is None,
+        )
 
     def _record_success(self, row: TaskExecution, task: Task, value: Any) -> None:
         if task.kind == TaskKind.TASK:
@@ -317,6 +332,7 @@ class Transitions:
                 row.execution_id,
                 {"status": Status.COMPLETED, "output": self._serialize_output(value)},
                 _owned(row),
+                top_level=row.parent_execution_id is None,
             )
             logger.debug("event=completed task=%s execution=%s", row.task_id, row.execution_id)
             return

@@ -54,6 +54,9 @@ class SettleRequest:
     filters: Filters | None = None
     #: Lease given to a parent that this write claims for children processing.
     processing_expires_at: datetime | None = None
+    #: The caller knows the row has no parent: a storage may then skip the family's
+    #: transaction (it must still be right if the hint is wrong).
+    top_level: bool = False
 
 
 @dataclass(slots=True)

@@ -233,10 +233,15 @@ class StorageLayer:
         update: Update,
         filters: Filters | None = None,
         processing_expires_at: datetime | None = None,
+        *,
+        top_level: bool = False,
     ) -> SettleResult:
-        """Write ``update``; if it finished the row, report it to its family atomically."""
+        """Write ``update``; if it finished the row, report it to its family atomically.
+
+        ``top_level``: the caller knows the row has no parent (a hint that saves a transaction).
+        """
         request = SettleRequest(
-            execution_id, derive_update(now, update), filters, processing_expires_at
+            execution_id, derive_update(now, update), filters, processing_expires_at, top_level
         )
         return self._settle.request(request, batch=self._batch())
 

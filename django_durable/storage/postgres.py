@@ -367,22 +367,51 @@ class PostgresStorage(OrmStorage):
         ]
         if len(fast) != len(requests):
             return super().update_many_by_id_and_settle(requests)
+        if all(r.top_level for r in requests) and not connections[self.using].in_atomic_block:
+            return self._settle_top_level(requests)
+        return self._settle_families(requests)
+
+    def _settle_top_level(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:
+        """Rows without a parent have no family to report to: each group's ``UPDATE`` runs
+        alone, in autocommit (one round trip instead of ``BEGIN``, ``UPDATE``, ``COMMIT``).
+        It only matches rows that really have no parent; a request it did not match (a wrong
+        hint, or a row that no longer matches its filters) goes through the family's
+        transaction, which gives the answer either way."""
+        results: list[SettleResult] = [SettleResult(updated=False) for _ in requests]
+        rows: list[TaskExecution | None] = [None] * len(requests)
+        for (update_keys, filter_keys, _), indexes in self._groups(requests):
+            self._finish_rows(
+                requests, indexes, update_keys, filter_keys, results, rows, top_level=True
+            )
+        missed = [index for index, row in enumerate(rows) if row is None]
+        if missed:
+            retried = self._settle_families([requests[index] for index in missed])
+            for index, result in zip(missed, retried, strict=True):
+                results[index] = result
+        return results
+
+    @staticmethod
+    def _groups(
+        requests: Sequence[SettleRequest],
+    ) -> list[tuple[tuple[tuple[str, ...], tuple[str, ...], int], list[int]]]:
+        """The requests by update shape, in the order their statements run: a row written
+        twice in one batch goes into a second statement, so that the writes apply one after
+        the other."""
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...], int], list[int]] = {}
+        seen: Counter[str] = Counter()
+        for index, request in enumerate(requests):
+            occurrence = seen[request.execution_id]
+            seen[request.execution_id] += 1
+            key = (tuple(request.update), tuple(request.filters or ()), occurrence)
+            groups.setdefault(key, []).append(index)
+        return sorted(groups.items(), key=lambda item: item[0][2])
+
+    def _settle_families(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:
         with self._atomic():
             self._lock_families(requests)
             results: list[SettleResult] = [SettleResult(updated=False) for _ in requests]
             rows: list[TaskExecution | None] = [None] * len(requests)
-            # One statement per update shape; a row written twice in one batch goes into a
-            # second statement, so that the writes apply one after the other.
-            groups: dict[tuple[tuple[str, ...], tuple[str, ...], int], list[int]] = {}
-            seen: Counter[str] = Counter()
-            for index, request in enumerate(requests):
-                occurrence = seen[request.execution_id]
-                seen[request.execution_id] += 1
-                key = (tuple(request.update), tuple(request.filters or ()), occurrence)
-                groups.setdefault(key, []).append(index)
-            for (update_keys, filter_keys, _), indexes in sorted(
-                groups.items(), key=lambda item: item[0][2]
-            ):
+            for (update_keys, filter_keys, _), indexes in self._groups(requests):
                 self._finish_rows(requests, indexes, update_keys, filter_keys, results, rows)
             self._report_to_parents(requests, results, rows)
         return results
@@ -408,11 +437,14 @@ class PostgresStorage(OrmStorage):
         filter_keys: tuple[str, ...],
         results: list[SettleResult],
         rows: list[TaskExecution | None],
+        *,
+        top_level: bool = False,
     ) -> None:
         """``UPDATE … SET <update>, close_status = ready|closed … FROM unnest(<arrays>) v WHERE
         execution_id = v.id AND <filters> RETURNING *``: finishes every row of a group of
         requests with the same update and filter fields in one statement, and closes each row
         that has nothing left to propagate (completed, or no children and no finalize).
+        ``top_level`` adds ``AND parent_execution_id IS NULL``.
 
         The values travel as one array per column, so the statement's text and its number of
         parameters do not grow with the batch: psycopg parses it once and caches it.
@@ -441,6 +473,8 @@ class PostgresStorage(OrmStorage):
             f"t.{_quote(_FIELDS[name].column)} = v.{column}"
             for name, column in zip(filter_keys, filter_columns, strict=True)
         ]
+        if top_level:
+            where.append("t.parent_execution_id IS NULL")
         types = ["text"] + [
             _FIELDS[name].db_type(connection) for name in (*update_keys, *filter_keys)
         ]

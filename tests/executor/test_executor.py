@@ -1007,3 +1007,31 @@ def test_executor_threads_close_their_database_connections(
         for prefix in own:
             connection_tracker.wait_for_threads(prefix)
         assert held() == []
+
+
+class TestClaimPacing:
+    """Under load a worker claims at most every ``CLAIM_GAP_WHEN_BUSY`` (rows gather instead of
+    one claim per notification); an idle worker claims at once."""
+
+    def _paced(self, *, wakes: int, last_claim_full: bool = False) -> float:
+        from django_durable.executor.executor import Executor as _Executor
+
+        executor = _Executor()  # never started: only the pacing is exercised
+        executor._last_claim_at = time.monotonic()
+        executor._last_claim_full = last_claim_full
+        for _ in range(wakes):
+            executor._wake_claim()
+        started = time.monotonic()
+        executor._pace_claims()
+        return time.monotonic() - started
+
+    def test_one_wake_up_since_the_last_claim_is_served_at_once(self):
+        assert self._paced(wakes=1) < 0.004
+
+    def test_several_wake_ups_wait_for_the_gap(self):
+        from django_durable.executor.executor import CLAIM_GAP_WHEN_BUSY
+
+        assert self._paced(wakes=5) >= CLAIM_GAP_WHEN_BUSY * 0.8
+
+    def test_after_a_full_batch_the_next_claim_is_at_once(self):
+        assert self._paced(wakes=5, last_claim_full=True) < 0.004

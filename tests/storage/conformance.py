@@ -1756,6 +1756,51 @@ class StorageConformance:
         assert stored.close_status == CloseStatus.IDLE
         assert self.fetch(storage, parent).active_children_count == 1
 
+    def test_settle_with_the_top_level_hint_finishes_top_level_rows_in_a_batch(
+        self, storage: TaskExecutionsStorage
+    ) -> None:
+        now = timezone.now()
+        rows = [make_row(now, status=Status.RUNNING, executor_id="de_x") for _ in range(3)]
+        storage.insert_many(rows)
+        cancelled_meanwhile = rows[2]
+        self.settle(storage, cancelled_meanwhile, {"status": Status.CANCELLED})
+        results = storage.update_many_by_id_and_settle(
+            [
+                SettleRequest(
+                    row.execution_id,
+                    derive_update(now, {"status": Status.COMPLETED, "output": str(index)}),
+                    {"status": Status.RUNNING},
+                    top_level=True,
+                )
+                for index, row in enumerate(rows)
+            ]
+        )
+        assert [result.updated for result in results] == [True, True, False]
+        for index, row in enumerate(rows[:2]):
+            stored = self.fetch(storage, row)
+            assert (stored.status, stored.output) == (Status.COMPLETED, str(index))
+            assert stored.close_status == CloseStatus.CLOSED
+        assert self.fetch(storage, cancelled_meanwhile).status == Status.CANCELLED
+
+    def test_settle_with_a_wrong_top_level_hint_still_reports_to_the_parent(
+        self, storage: TaskExecutionsStorage
+    ) -> None:
+        parent, kids = self.family(storage, 1)
+        lease = timezone.now() + 60 * SECOND
+        request = SettleRequest(
+            kids[0].execution_id,
+            derive_update(timezone.now(), {"status": Status.COMPLETED, "output": "1"}),
+            {"status": Status.RUNNING},
+            lease,
+            top_level=True,  # wrong: the row has a parent
+        )
+        (result,) = storage.update_many_by_id_and_settle([request])
+        assert result.updated is True
+        assert [p.execution_id for p in result.parents_to_process] == [parent.execution_id]
+        stored_parent = self.fetch(storage, parent)
+        assert stored_parent.active_children_count == 0
+        assert stored_parent.on_children_finished_processing_status == "processing"
+
     def test_settle_of_a_top_level_row_closes_it(self, storage: TaskExecutionsStorage) -> None:
         row = make_row(status=Status.RUNNING, executor_id="de_x")
         storage.insert_many([row])
