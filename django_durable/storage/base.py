@@ -88,7 +88,8 @@ class SettleResult:
     updated: bool = False
     parents_to_process: list[TaskExecution] = field(default_factory=list)
     needs_close: bool = False
-    #: The row as this write left it (when it matched), e.g. to hand its output on.
+    #: The row as this write left it (when it matched), e.g. to hand its output on; a storage
+    #: may leave it out for a ``top_level`` request (there is nobody to hand anything on to).
     finished_row: TaskExecution | None = None
 
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from django.db import connections, models
 
 from ..models import FINISHED_STATUSES, CloseStatus, Status, TaskExecution
@@ -29,6 +28,7 @@ from .base import (
     UpdateByIdRequest,
 )
 from .orm import OrmStorage
+from .pg_cursor import engine_cursor
 
 _TABLE = TaskExecution._meta.db_table
 _FIELDS = {field.name: field for field in TaskExecution._meta.concrete_fields}
@@ -142,6 +142,62 @@ def lock_concurrency_keys(using: str, keys: Sequence[str]) -> None:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _finish_types(
+    using: str, update_keys: tuple[str, ...], filter_keys: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The column types of the values of :meth:`PostgresStorage._finish_statement`."""
+    connection = connections[using]
+    names = (*update_keys, *filter_keys)
+    return ("text", *(_FIELDS[name].db_type(connection) or "text" for name in names))
+
+
+@functools.lru_cache(maxsize=256)
+def _finish_sql(
+    using: str,
+    update_keys: tuple[str, ...],
+    filter_keys: tuple[str, ...],
+    top_level: bool,
+    single: bool,
+) -> str:
+    """The text of :meth:`PostgresStorage._finish_statement` for one shape of requests."""
+    columns = [f"u{i}" for i in range(len(update_keys))]
+    filter_columns = [f"f{i}" for i in range(len(filter_keys))]
+    sets = [
+        f"{_quote(_FIELDS[name].column)} = v.{column}"
+        for name, column in zip(update_keys, columns, strict=True)
+    ]
+    status_column = columns[update_keys.index("status")]
+    now_column = columns[update_keys.index("updated_at")]
+    close_work = (
+        f"(v.{status_column} <> '{Status.COMPLETED}' AND (t.finalize IS NOT NULL OR "
+        "(t.children IS NOT NULL AND jsonb_typeof(t.children) = 'array' "
+        "AND jsonb_array_length(t.children) > 0)))"
+    )
+    sets += [
+        f"close_status = CASE WHEN {close_work} THEN '{CloseStatus.READY}' "
+        f"ELSE '{CloseStatus.CLOSED}' END",
+        "close_expires_at = NULL",
+        f"closed_at = CASE WHEN {close_work} THEN NULL ELSE v.{now_column} END",
+    ]
+    where = ["t.execution_id = v.id"] + [
+        f"t.{_quote(_FIELDS[name].column)} = v.{column}"
+        for name, column in zip(filter_keys, filter_columns, strict=True)
+    ]
+    if top_level:
+        where.append("t.parent_execution_id IS NULL")
+    types = _finish_types(using, update_keys, filter_keys)
+    if single:
+        source = "(VALUES (" + ", ".join(f"%s::{db_type}" for db_type in types) + "))"
+    else:
+        source = "unnest(" + ", ".join(f"%s::{db_type}[]" for db_type in types) + ")"
+    return (
+        f"UPDATE {_TABLE} AS t SET {', '.join(sets)} "
+        f"FROM {source} AS v({', '.join(['id', *columns, *filter_columns])}) "
+        f"WHERE {' AND '.join(where)}"
+    )
+
+
 class PostgresStorage(OrmStorage):
     """:class:`OrmStorage` with PostgreSQL statements for claiming and recording."""
 
@@ -170,23 +226,23 @@ class PostgresStorage(OrmStorage):
         connection.validate_no_broken_transaction()
         with connection.wrap_database_errors:
             connection.ensure_connection()
-            with psycopg.Cursor(connection.connection) as cursor:
+            cursor = engine_cursor(connection)
 
-                def execute(sql: str, params: Any, many: bool, context: Any) -> None:
-                    cursor.execute(sql, params, prepare=True)
+            def execute(sql: str, params: Any, many: bool, context: Any) -> None:
+                cursor.execute(sql, params, prepare=True)
 
-                run = execute
-                for wrapper in reversed(connection.execute_wrappers):
-                    run = functools.partial(wrapper, run)
-                started = time.monotonic()
-                try:
-                    run(sql, params, False, {"connection": connection, "cursor": cursor})
-                finally:
-                    if connection.queries_logged:
-                        connection.queries_log.append(
-                            {"sql": sql, "time": f"{time.monotonic() - started:.3f}"}
-                        )
-                return cursor.fetchall()
+            run = execute
+            for wrapper in reversed(connection.execute_wrappers):
+                run = functools.partial(wrapper, run)
+            started = time.monotonic()
+            try:
+                run(sql, params, False, {"connection": connection, "cursor": cursor})
+            finally:
+                if connection.queries_logged:
+                    connection.queries_log.append(
+                        {"sql": sql, "time": f"{time.monotonic() - started:.3f}"}
+                    )
+            return cursor.fetchall()
 
     def _raw(self, sql: str, params: Sequence[Any]) -> list[TaskExecution]:
         """Run ``sql`` (an ``UPDATE`` of alias ``t``) returning whole rows, build the executions.
@@ -378,12 +434,21 @@ class PostgresStorage(OrmStorage):
         hint, or a row that no longer matches its filters) goes through the family's
         transaction, which gives the answer either way."""
         results: list[SettleResult] = [SettleResult(updated=False) for _ in requests]
-        rows: list[TaskExecution | None] = [None] * len(requests)
         for (update_keys, filter_keys, _), indexes in self._groups(requests):
-            self._finish_rows(
-                requests, indexes, update_keys, filter_keys, results, rows, top_level=True
+            sql, params = self._finish_statement(
+                requests, indexes, update_keys, filter_keys, top_level=True
             )
-        missed = [index for index, row in enumerate(rows) if row is None]
+            # Nothing to hand on (no parent): the new close status says all that is needed.
+            finished = dict(
+                self._execute(f"{sql} RETURNING t.execution_id, t.close_status", params)
+            )
+            for index in indexes:
+                close_status = finished.get(requests[index].execution_id)
+                if close_status is not None:
+                    results[index] = SettleResult(
+                        updated=True, needs_close=close_status == CloseStatus.READY
+                    )
+        missed = [index for index, result in enumerate(results) if not result.updated]
         if missed:
             retried = self._settle_families([requests[index] for index in missed])
             for index, result in zip(missed, retried, strict=True):
@@ -437,63 +502,10 @@ class PostgresStorage(OrmStorage):
         filter_keys: tuple[str, ...],
         results: list[SettleResult],
         rows: list[TaskExecution | None],
-        *,
-        top_level: bool = False,
     ) -> None:
-        """``UPDATE … SET <update>, close_status = ready|closed … FROM unnest(<arrays>) v WHERE
-        execution_id = v.id AND <filters> RETURNING *``: finishes every row of a group of
-        requests with the same update and filter fields in one statement, and closes each row
-        that has nothing left to propagate (completed, or no children and no finalize).
-        ``top_level`` adds ``AND parent_execution_id IS NULL``.
-
-        The values travel as one array per column, so the statement's text and its number of
-        parameters do not grow with the batch: psycopg parses it once and caches it.
-        """
-        connection = connections[self.using]
-        columns = [f"u{i}" for i in range(len(update_keys))]
-        filter_columns = [f"f{i}" for i in range(len(filter_keys))]
-        sets = [
-            f"{_quote(_FIELDS[name].column)} = v.{column}"
-            for name, column in zip(update_keys, columns, strict=True)
-        ]
-        status_column = columns[update_keys.index("status")]
-        now_column = columns[update_keys.index("updated_at")]
-        close_work = (
-            f"(v.{status_column} <> '{Status.COMPLETED}' AND (t.finalize IS NOT NULL OR "
-            "(t.children IS NOT NULL AND jsonb_typeof(t.children) = 'array' "
-            "AND jsonb_array_length(t.children) > 0)))"
-        )
-        sets += [
-            f"close_status = CASE WHEN {close_work} THEN '{CloseStatus.READY}' "
-            f"ELSE '{CloseStatus.CLOSED}' END",
-            "close_expires_at = NULL",
-            f"closed_at = CASE WHEN {close_work} THEN NULL ELSE v.{now_column} END",
-        ]
-        where = ["t.execution_id = v.id"] + [
-            f"t.{_quote(_FIELDS[name].column)} = v.{column}"
-            for name, column in zip(filter_keys, filter_columns, strict=True)
-        ]
-        if top_level:
-            where.append("t.parent_execution_id IS NULL")
-        types = ["text"] + [
-            _FIELDS[name].db_type(connection) for name in (*update_keys, *filter_keys)
-        ]
-        arrays: list[list[Any]] = [[] for _ in types]
-        for index in indexes:
-            request = requests[index]
-            arrays[0].append(request.execution_id)
-            for position, name in enumerate(update_keys, start=1):
-                value = _db_value(_FIELDS[name], request.update[name], connection)
-                arrays[position].append(value)
-            for position, name in enumerate(filter_keys, start=1 + len(update_keys)):
-                arrays[position].append((request.filters or {})[name])  # type: ignore[literal-required]
-        unnest = ", ".join(f"%s::{db_type}[]" for db_type in types)
-        sql = (
-            f"UPDATE {_TABLE} AS t SET {', '.join(sets)} "
-            f"FROM unnest({unnest}) AS v({', '.join(['id', *columns, *filter_columns])}) "
-            f"WHERE {' AND '.join(where)}"
-        )
-        params = arrays
+        """Finish a group of requests with :meth:`_finish_statement` and record each row that
+        matched in ``results`` and ``rows`` (a finished finalize hands its result on)."""
+        sql, params = self._finish_statement(requests, indexes, update_keys, filter_keys)
         by_id = {row.execution_id: row for row in self._raw(sql, params)}
         for index in indexes:
             request = requests[index]
@@ -507,6 +519,40 @@ class PostgresStorage(OrmStorage):
             if row.is_finalize_of_parent and row.parent_execution_id and not result.needs_close:
                 now: datetime = request.update["updated_at"]
                 self._hand_result_to_parent(row, now, request.processing_expires_at, result)
+
+    def _finish_statement(
+        self,
+        requests: Sequence[SettleRequest],
+        indexes: list[int],
+        update_keys: tuple[str, ...],
+        filter_keys: tuple[str, ...],
+        *,
+        top_level: bool = False,
+    ) -> tuple[str, list[Any]]:
+        """``UPDATE … SET <update>, close_status = ready|closed … FROM unnest(<arrays>) v WHERE
+        execution_id = v.id AND <filters>``: finishes every row of a group of requests with the
+        same update and filter fields in one statement, and closes each row that has nothing
+        left to propagate (completed, or no children and no finalize). ``top_level`` adds
+        ``AND parent_execution_id IS NULL``.
+
+        The values travel as one array per column, so the statement's text and its number of
+        parameters do not grow with the batch: psycopg parses it once and caches it. A lone
+        request sends plain values (``FROM (VALUES (…))``), cheaper to adapt than arrays.
+        """
+        connection = connections[self.using]
+        types = _finish_types(self.using, update_keys, filter_keys)
+        arrays: list[list[Any]] = [[] for _ in types]
+        for index in indexes:
+            request = requests[index]
+            arrays[0].append(request.execution_id)
+            for position, name in enumerate(update_keys, start=1):
+                value = _db_value(_FIELDS[name], request.update[name], connection)
+                arrays[position].append(value)
+            for position, name in enumerate(filter_keys, start=1 + len(update_keys)):
+                arrays[position].append((request.filters or {})[name])  # type: ignore[literal-required]
+        single = len(indexes) == 1
+        sql = _finish_sql(self.using, update_keys, filter_keys, top_level, single)
+        return sql, [array[0] for array in arrays] if single else arrays
 
     def _report_to_parents(
         self,
