@@ -218,7 +218,9 @@ def insert_executions(rows: list[TaskExecution]) -> None:
     except DatabaseError as error:
         raise convert_error(error) from error
     if announced:
-        wakeups.notify_local(wakeups.READY)  # other processes were told by the insert itself
+        # Other processes were told by the insert itself.
+        queues = {row.queue for row in rows}
+        wakeups.notify_local(wakeups.READY, queues.pop() if len(queues) == 1 else None)
     else:
         wakeups.notify(wakeups.READY)
     dispatch.rows_ready(rows)

@@ -36,10 +36,21 @@ def _connect(using: str) -> Any:
     return psycopg.connect(autocommit=True, **params)
 
 
-def wakeup_payload(channel: str) -> str:
+def wakeup_payload(channel: str, queue: str | None = None) -> str:
     """The ``NOTIFY`` payload of a wake-up of ``channel`` sent by this process (its listener
-    ignores it: the process already woke its own executors)."""
-    return f"{channel}:{os.getpid()}"
+    ignores it: the process already woke its own executors): ``channel:pid``, or
+    ``channel:pid:queue`` when the new work is all in one queue (executors of other queues
+    are not woken)."""
+    if queue is None:
+        return f"{channel}:{os.getpid()}"
+    return f"{channel}:{os.getpid()}:{queue}"
+
+
+def parse_payload(payload: str) -> tuple[str, str, str | None]:
+    """``(channel, pid, queue or None)`` of a :func:`wakeup_payload`."""
+    channel, _, rest = payload.partition(":")
+    pid, separator, queue = rest.partition(":")
+    return channel, pid, queue if separator else None
 
 
 def announce_channel(using: str = "default") -> str | None:
@@ -151,9 +162,9 @@ class Listener:
                     wakeups.notify_local(channel)
                 while not self._stop.is_set():
                     for notification in connection.notifies(timeout=0.5):
-                        channel, _, pid = notification.payload.partition(":")
+                        channel, pid, queue = parse_payload(notification.payload)
                         if pid != own_pid:
-                            wakeups.notify_local(channel)
+                            wakeups.notify_local(channel, queue)
                         if self._stop.is_set():
                             break
             except Exception as error:

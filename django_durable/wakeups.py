@@ -11,29 +11,35 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 READY = "ready"
 CANCEL = "cancel"
 CLOSE = "close"
 CHILDREN = "children"
 
-_listeners: defaultdict[str, list[Callable[[], None]]] = defaultdict(list)
+#: Per channel, ``(listener, queues)``: ``queues`` None hears every wake-up, else only those
+#: of these queues and those that name no queue.
+_listeners: defaultdict[str, list[tuple[Callable[[], None], frozenset[str] | None]]] = defaultdict(
+    list
+)
 _lock = threading.Lock()
 _finished = threading.Condition()
 _finished_generation = 0
 _remote_notifiers: list[Callable[[str], None]] = []
 
 
-def add_listener(channel: str, listener: Callable[[], None]) -> None:
+def add_listener(
+    channel: str, listener: Callable[[], None], queues: Sequence[str] | None = None
+) -> None:
+    """Call ``listener`` on wake-ups of ``channel`` (of ``queues`` only, when given)."""
     with _lock:
-        _listeners[channel].append(listener)
+        _listeners[channel].append((listener, None if queues is None else frozenset(queues)))
 
 
 def remove_listener(channel: str, listener: Callable[[], None]) -> None:
     with _lock:
-        if listener in _listeners[channel]:
-            _listeners[channel].remove(listener)
+        _listeners[channel] = [entry for entry in _listeners[channel] if entry[0] != listener]
 
 
 def add_remote_notifier(notifier: Callable[[str], None]) -> None:
@@ -43,12 +49,13 @@ def add_remote_notifier(notifier: Callable[[str], None]) -> None:
             _remote_notifiers.append(notifier)
 
 
-def notify_local(channel: str) -> None:
-    """Wake this process's listeners of ``channel``."""
+def notify_local(channel: str, queue: str | None = None) -> None:
+    """Wake this process's listeners of ``channel`` (new work in ``queue``, when known)."""
     with _lock:
         listeners = list(_listeners[channel])
-    for listener in listeners:
-        listener()
+    for listener, queues in listeners:
+        if queue is None or queues is None or queue in queues:
+            listener()
 
 
 def notify(channel: str) -> None:

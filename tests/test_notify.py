@@ -12,7 +12,7 @@ from django.db import connection, transaction
 
 from django_durable import task
 from django_durable.models import TaskExecution
-from django_durable.notify import CHANNEL, announce_channel, wakeup_payload
+from django_durable.notify import CHANNEL, announce_channel, parse_payload, wakeup_payload
 
 pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only"),
@@ -57,8 +57,8 @@ def test_an_enqueue_carries_its_own_wake_up_for_other_processes(listener):
         handle = wake_me.enqueue(1)
     # One round trip: the insert itself sends the NOTIFY, delivered with the committed row.
     assert len(statements) == 1 and "pg_notify" in statements[0]
-    assert _received(listener, 0.5) == [wakeup_payload("ready")]
-    assert wakeup_payload("ready") == f"ready:{os.getpid()}"
+    # It names the queue: workers of other queues are not woken.
+    assert _received(listener, 0.5) == [f"ready:{os.getpid()}:default"]
     assert TaskExecution.objects.filter(execution_id=handle.execution_id).exists()
 
 
@@ -74,4 +74,9 @@ def test_an_enqueue_inside_a_transaction_wakes_other_processes_on_commit(listene
     with transaction.atomic():
         wake_me.enqueue(1)
         assert _received(listener, 0.2) == []
-    assert _received(listener, 1.0) == [wakeup_payload("ready")]
+    assert _received(listener, 1.0) == [wakeup_payload("ready")]  # on commit, any queue
+
+
+def test_payloads_name_the_sender_and_the_queue_when_there_is_one():
+    assert parse_payload(wakeup_payload("ready")) == ("ready", str(os.getpid()), None)
+    assert parse_payload(wakeup_payload("ready", "a:b")) == ("ready", str(os.getpid()), "a:b")

@@ -9,6 +9,7 @@ every write carries the status it expects, so no execution runs twice at once an
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,9 +52,13 @@ __all__ = ["Executor"]
 #: After a claim failed with a database error, how long to look for rows it may have claimed.
 ORPHAN_CHECK_SECONDS = 60.0
 #: When wake-ups come faster than claims, a claim waits until this many seconds after the
-#: previous one began: rows gather, and claims per second stay bounded however fast work
-#: arrives or however many workers each notification wakes.
+#: previous one began (divided by the share of the new rows this executor's claims get, so
+#: that N executors competing for the same rows claim as often together as one alone): rows
+#: gather, and claims per second stay bounded however fast work arrives or however many
+#: workers each notification wakes.
 CLAIM_GAP_WHEN_BUSY = 0.005
+#: The longest such wait (the share is taken as at least ``CLAIM_GAP_WHEN_BUSY / this``).
+CLAIM_GAP_MAX = 0.025
 
 
 def run_attributes(row: TaskExecution) -> dict[str, Any]:
@@ -140,6 +145,9 @@ class Executor:
         self._last_claim_full = False
         #: Wake-ups of the claim loop since its last claim began.
         self._claim_wakes = 0
+        #: Running estimate of the share of newly woken-for rows that this executor claims
+        #: (1.0 alone; about 1/N with N executors claiming the same queues).
+        self._claim_share = 1.0
         self.shutdown_signal = Signal()
         self._running: dict[str, Attempt] = {}
         self._running_lock = threading.Lock()
@@ -217,7 +225,8 @@ class Executor:
             self._claim_loop = BackgroundLoop("claim", self._claim_iteration, interval)
             cancel = BackgroundLoop("cancel", self._cancel_iteration, interval)
             self._loops += [self._claim_loop, cancel]
-            listen += [(wakeups.READY, self._wake_claim), (wakeups.CANCEL, cancel.wake)]
+            listen += [(wakeups.CANCEL, cancel.wake)]
+            wakeups.add_listener(wakeups.READY, self._wake_claim, self.queues)
         if self._run_sweepers:
             children = BackgroundLoop("children", self._children_iteration, interval)
             close = BackgroundLoop("close", self._close_iteration, interval)
@@ -251,6 +260,7 @@ class Executor:
         if not self._started:
             return
         self.shutdown_signal.set()
+        wakeups.remove_listener(wakeups.READY, self._wake_claim)
         for channel, listener in self._listeners:
             wakeups.remove_listener(channel, listener)
         if self._listener is not None:
@@ -380,21 +390,33 @@ class Executor:
         if self._claim_loop is not None:
             self._claim_loop.wake()
 
-    def _pace_claims(self) -> None:
-        """Under load, wait out the rest of ``CLAIM_GAP_WHEN_BUSY`` since the previous claim.
+    def _pace_claims(self) -> int:
+        """Under load, wait out the rest of the claim gap since the previous claim; return
+        the wake-ups that came since it began (0 or 1: not under load).
 
         Under load means woken more than once since the previous claim began, which did not
         fill its batch: an idle worker claims the moment a row arrives, and a full batch is
-        followed by the next one at once."""
+        followed by the next one at once. The gap is ``CLAIM_GAP_WHEN_BUSY`` divided by this
+        executor's share of the rows (at most ``CLAIM_GAP_MAX``), with some jitter so that
+        competing executors take turns instead of claiming together."""
         wakes, self._claim_wakes = self._claim_wakes, 0
         if wakes > 1 and not self._last_claim_full:
-            pause = self._last_claim_at + CLAIM_GAP_WHEN_BUSY - time.monotonic()
+            gap = min(CLAIM_GAP_WHEN_BUSY / self._claim_share, CLAIM_GAP_MAX)
+            pause = self._last_claim_at + gap * random.uniform(0.8, 1.2) - time.monotonic()
             if pause > 0:
                 self.shutdown_signal.wait(pause)
+        return wakes
+
+    def _learn_claim_share(self, wakes: int, claimed: int) -> None:
+        """Update the share estimate after a claim under load (``wakes`` new rows announced,
+        ``claimed`` of them got): other executors took the rest."""
+        if wakes > 1:
+            share = max(min(claimed / wakes, 1.0), CLAIM_GAP_WHEN_BUSY / CLAIM_GAP_MAX)
+            self._claim_share = 0.8 * self._claim_share + 0.2 * share
 
     def _claim_iteration(self) -> bool:
         config = self.config
-        self._pace_claims()
+        wakes = self._pace_claims()
         capacity = config.max_concurrent_executions - self.running_count
         if capacity <= 0:
             return False
@@ -422,6 +444,8 @@ class Executor:
         for row in rows:
             self._start_attempt(row)
         self._last_claim_full = len(rows) >= limit
+        if not self._last_claim_full:
+            self._learn_claim_share(wakes, len(rows))
         return self._last_claim_full
 
     def _claim_keyed(self, now: Any, limit: int) -> list[TaskExecution]:

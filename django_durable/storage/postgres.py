@@ -314,7 +314,8 @@ class PostgresStorage(OrmStorage):
             if parameter
         ]
         if channel is not None:
-            params.append(wakeup_payload(READY))
+            queues = {row.queue for row in executions}
+            params.append(wakeup_payload(READY, queues.pop() if len(queues) == 1 else None))
         ids = self._execute(_insert_sql(parameters, len(executions), channel), params)
         for row, (pk, *_) in zip(executions, ids, strict=True):
             row.id = pk

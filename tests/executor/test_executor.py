@@ -1035,3 +1035,20 @@ class TestClaimPacing:
 
     def test_after_a_full_batch_the_next_claim_is_at_once(self):
         assert self._paced(wakes=5, last_claim_full=True) < 0.004
+
+    def test_executors_sharing_the_rows_space_their_claims_out_together(self):
+        from django_durable.executor.executor import CLAIM_GAP_MAX, CLAIM_GAP_WHEN_BUSY
+        from django_durable.executor.executor import Executor as _Executor
+
+        executor = _Executor()
+        for _ in range(30):  # every claim got half the rows: another executor took the rest
+            executor._learn_claim_share(wakes=10, claimed=5)
+        assert executor._claim_share == pytest.approx(0.5, abs=0.01)
+        executor._last_claim_at = time.monotonic()
+        executor._claim_wakes = 10
+        started = time.monotonic()
+        executor._pace_claims()
+        assert time.monotonic() - started >= 2 * CLAIM_GAP_WHEN_BUSY * 0.8
+        for _ in range(30):  # nothing at all: never slower than CLAIM_GAP_MAX
+            executor._learn_claim_share(wakes=10, claimed=0)
+        assert CLAIM_GAP_WHEN_BUSY / executor._claim_share <= CLAIM_GAP_MAX * 1.01
