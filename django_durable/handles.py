@@ -199,16 +199,18 @@ def _find_idempotent(task_id: str, key: str) -> str | None:
 def insert_executions(rows: list[TaskExecution]) -> None:
     """Insert new executions and wake the workers (on commit, inside ``atomic()``).
 
-    Inside the caller's transaction the rows commit (or roll back) with it; database errors
-    other than integrity errors become :class:`DurableExecutionError`.
+    Inside the caller's transaction the rows commit (or roll back) with it, and so does the
+    wake-up of other processes where the insert carries it (PostgreSQL). Outside one, database
+    errors other than integrity errors become :class:`DurableExecutionError`.
     """
     if not rows:
         return
+    queues = {row.queue for row in rows}
+    queue = queues.pop() if len(queues) == 1 else None
     if connections["default"].in_atomic_block:
         # Transactional enqueue: the rows are part of the caller's transaction.
-        with transaction.atomic():
-            TaskExecution.objects.bulk_create(rows)
-        transaction.on_commit(lambda: wakeups.notify(wakeups.READY))
+        announced = get_storage().insert_many(rows, announce=True)
+        transaction.on_commit(lambda: _wake_workers(announced, queue))
         dispatch.rows_ready(rows)
         return
     try:
@@ -217,13 +219,16 @@ def insert_executions(rows: list[TaskExecution]) -> None:
         raise
     except DatabaseError as error:
         raise convert_error(error) from error
+    _wake_workers(announced, queue)
+    dispatch.rows_ready(rows)
+
+
+def _wake_workers(announced: bool, queue: str | None) -> None:
+    """Wake this process's executors, and other processes' unless the insert told them."""
     if announced:
-        # Other processes were told by the insert itself.
-        queues = {row.queue for row in rows}
-        wakeups.notify_local(wakeups.READY, queues.pop() if len(queues) == 1 else None)
+        wakeups.notify_local(wakeups.READY, queue)
     else:
         wakeups.notify(wakeups.READY)
-    dispatch.rows_ready(rows)
 
 
 def get_handle(task: Task | str, execution_id: str | None = None) -> TaskHandle:

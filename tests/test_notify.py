@@ -74,7 +74,8 @@ def test_an_enqueue_inside_a_transaction_wakes_other_processes_on_commit(listene
     with transaction.atomic():
         wake_me.enqueue(1)
         assert _received(listener, 0.2) == []
-    assert _received(listener, 1.0) == [wakeup_payload("ready")]  # on commit, any queue
+    # The insert's own NOTIFY, delivered by the commit (no second transaction).
+    assert _received(listener, 1.0) == [wakeup_payload("ready", "default")]
 
 
 def test_payloads_name_the_sender_and_the_queue_when_there_is_one():
