@@ -180,7 +180,11 @@ def _finish_sql(
         "close_expires_at = NULL",
         f"closed_at = CASE WHEN {close_work} THEN NULL ELSE v.{now_column} END",
     ]
-    where = ["t.execution_id = v.id"] + [
+    # The first condition restates the ids for the planner: an indexable restriction on ``t``
+    # makes it look rows up by id however its statistics stand (on a table never analyzed it
+    # otherwise may scan the table once per value, misled by ``parent_execution_id IS NULL``).
+    ids = "t.execution_id = %s" if single else "t.execution_id = ANY(%s::text[])"
+    where = [ids, "t.execution_id = v.id"] + [
         f"t.{_quote(_FIELDS[name].column)} = v.{column}"
         for name, column in zip(filter_keys, filter_columns, strict=True)
     ]
@@ -553,7 +557,9 @@ class PostgresStorage(OrmStorage):
                 arrays[position].append((request.filters or {})[name])  # type: ignore[literal-required]
         single = len(indexes) == 1
         sql = _finish_sql(self.using, update_keys, filter_keys, top_level, single)
-        return sql, [array[0] for array in arrays] if single else arrays
+        if single:
+            return sql, [*(array[0] for array in arrays), arrays[0][0]]
+        return sql, [*arrays, arrays[0]]
 
     def _report_to_parents(
         self,
