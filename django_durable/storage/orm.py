@@ -204,39 +204,49 @@ class OrmStorage(TaskExecutionsStorage):
         results: dict[int, SettleResult] = {}
         order = sorted(range(len(requests)), key=lambda i: requests[i].execution_id)
         with self._atomic():
-            self._lock_families(requests)
+            rows = self._lock_batch(requests)
             for index in order:
-                results[index] = self._update_and_settle(requests[index])
+                results[index] = self._update_and_settle(requests[index], rows)
         return [results[i] for i in range(len(requests))]
 
-    def _lock_families(self, requests: Sequence[SettleRequest]) -> None:
-        """Lock the rows of a batch, then their parents, each level in execution id order.
+    def _lock_batch(self, requests: Sequence[SettleRequest]) -> dict[str, TaskExecution | None]:
+        """Read and lock the rows of a batch in one query, then (for several) their parents,
+        each level in execution id order; return the rows by id (``None``: no such row).
 
-        Settling a row locks its parent. Without this, two concurrent batches finishing children
-        of the same parents (in different orders) deadlock on PostgreSQL.
+        Settling a row locks its parent. Without the order, two concurrent batches finishing
+        children of the same parents (in different orders) deadlock on PostgreSQL.
         """
-        if len(requests) < 2:
-            return
-        parent_ids = set(
-            self.objects.filter(execution_id__in={r.execution_id for r in requests})
-            .order_by("execution_id")
-            .select_for_update()
-            .values_list("parent_execution_id", flat=True)
-        )
+        ids = {r.execution_id for r in requests}
+        rows: dict[str, TaskExecution | None] = dict.fromkeys(ids)
+        for row in (
+            self.objects.filter(execution_id__in=ids).order_by("execution_id").select_for_update()
+        ):
+            rows[row.execution_id] = row
+        parent_ids = {row.parent_execution_id for row in rows.values() if row is not None}
         parent_ids.discard(None)
-        if parent_ids:
+        if parent_ids and len(requests) > 1:
             list(
                 self.objects.filter(execution_id__in=parent_ids)
                 .order_by("execution_id")
                 .select_for_update()
                 .values_list("id", flat=True)
             )
+        return rows
 
-    def _update_and_settle(self, request: SettleRequest) -> SettleResult:
-        queryset = self.objects.filter(execution_id=request.execution_id)
-        if request.filters:
-            queryset = queryset.filter(**request.filters)
-        row = queryset.select_for_update().first()
+    def _update_and_settle(
+        self, request: SettleRequest, rows: dict[str, TaskExecution | None]
+    ) -> SettleResult:
+        """Apply one request to its row, read with the batch (``rows``) or, once an earlier
+        request of the batch wrote to other rows of the family, read again."""
+        if request.execution_id in rows:
+            row = rows[request.execution_id]
+            if row is not None and not _matches(row, request.filters):
+                row = None
+        else:
+            queryset = self.objects.filter(execution_id=request.execution_id)
+            if request.filters:
+                queryset = queryset.filter(**request.filters)
+            row = queryset.select_for_update().first()
         if row is None:
             return SettleResult(updated=False)
         update = dict(request.update)
@@ -248,6 +258,10 @@ class OrmStorage(TaskExecutionsStorage):
         lease = request.processing_expires_at
         now: datetime = update["updated_at"]
         result = SettleResult(updated=True, finished_row=row)
+        if row.parent_execution_id:
+            # Settling writes to the family (the parent, maybe further up): rows read with the
+            # batch may be stale now, so later requests read theirs again.
+            rows.clear()
         close_update = self._settle(row, now, lease, result)
         update.update(close_update)
         _apply(row, close_update)

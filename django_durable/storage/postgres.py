@@ -487,7 +487,8 @@ class PostgresStorage(OrmStorage):
         return results
 
     def _lock_families(self, requests: Sequence[SettleRequest]) -> None:
-        """:meth:`OrmStorage._lock_families` in two plain statements (it runs for every batch)."""
+        """The locks of :meth:`OrmStorage._lock_batch` in two plain statements (it runs for
+        every batch of a family)."""
         if len(requests) < 2:
             return
         lock = (

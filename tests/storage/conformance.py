@@ -158,6 +158,10 @@ class StorageConformance:
     ``transactional_db``).
     """
 
+    #: Whether the requests of one ``…_many…`` call apply in a defined order (a storage's own
+    #: batches do; the layer's adapter runs them from concurrent threads).
+    BATCHES_KEEP_ORDER = True
+
     @pytest.fixture
     def storage(self) -> TaskExecutionsStorage:
         raise NotImplementedError("Override the storage fixture")
@@ -1581,6 +1585,51 @@ class StorageConformance:
         assert stored_finalize.close_status == CloseStatus.CLOSED
         # A finalize execution never counts as an active child.
         assert stored.active_children_count == 0
+
+    def test_settle_batch_sees_what_an_earlier_request_did_to_the_family(
+        self, storage: TaskExecutionsStorage
+    ) -> None:
+        """A batch finishes a finalize (which completes its parent), then asks to cancel that
+        parent if still unfinished: the cancel must see the parent completed."""
+        if not self.BATCHES_KEEP_ORDER:
+            pytest.skip("the requests of a batch run concurrently here")
+        now = timezone.now()
+        parent = make_row(
+            now,
+            execution_id="te_z_parent",
+            status=Status.WAITING_FOR_FINALIZE,
+            run_output='"run"',
+            waiting_for_finalize_started_at=now,
+        )
+        finalize = make_row(
+            now,
+            parent=parent,
+            execution_id="te_a_finalize",
+            is_finalize_of_parent=True,
+            status=Status.RUNNING,
+        )
+        parent.finalize = summary(finalize)
+        storage.insert_many([parent, finalize])
+        lease = now + 60 * SECOND
+        finish, cancel = storage.update_many_by_id_and_settle(
+            [
+                SettleRequest(
+                    finalize.execution_id,
+                    derive_update(now, {"status": Status.COMPLETED, "output": '"final"'}),
+                    {"status": Status.RUNNING},
+                    lease,
+                ),
+                SettleRequest(
+                    parent.execution_id,
+                    derive_update(now, {"status": Status.CANCELLED, "error": {"m": "x"}}),
+                    {"is_finished": False},
+                    lease,
+                ),
+            ]
+        )
+        assert (finish.updated, cancel.updated) == (True, False)
+        stored = self.fetch(storage, parent)
+        assert (stored.status, stored.output) == (Status.COMPLETED, '"final"')
 
     def test_settle_finalize_of_a_child_reports_to_the_grandparent(
         self, storage: TaskExecutionsStorage

@@ -340,8 +340,8 @@ def test_concurrent_settle_batches_lock_parents_in_one_order() -> None:
     class InterleavingStorage(OrmStorage):
         """Lets both batches settle their first request before either goes on."""
 
-        def _update_and_settle(self, request: SettleRequest) -> Any:
-            result = super()._update_and_settle(request)
+        def _update_and_settle(self, request: SettleRequest, rows: Any) -> Any:
+            result = super()._update_and_settle(request, rows)
             if request.execution_id in ("te_a1", "te_b1"):
                 try:
                     barrier.wait(timeout=2)
