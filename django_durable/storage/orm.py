@@ -258,10 +258,12 @@ class OrmStorage(TaskExecutionsStorage):
         lease = request.processing_expires_at
         now: datetime = update["updated_at"]
         result = SettleResult(updated=True, finished_row=row)
-        if row.parent_execution_id:
-            # Settling writes to the family (the parent, maybe further up): rows read with the
+        if row.is_finalize_of_parent:
+            # Its result settles the parent, which reports further up: rows read with the
             # batch may be stale now, so later requests read theirs again.
             rows.clear()
+        elif row.parent_execution_id:
+            rows.pop(row.parent_execution_id, None)  # a child changes only its parent's row
         close_update = self._settle(row, now, lease, result)
         update.update(close_update)
         _apply(row, close_update)
