@@ -205,8 +205,7 @@ def insert_executions(rows: list[TaskExecution]) -> None:
     """
     if not rows:
         return
-    queues = {row.queue for row in rows}
-    queue = queues.pop() if len(queues) == 1 else None
+    queue = wakeups.one_queue(row.queue for row in rows)
     if connections["default"].in_atomic_block:
         # Transactional enqueue: the rows are part of the caller's transaction.
         announced = get_storage().insert_many(rows, announce=True)

@@ -68,13 +68,13 @@ class Notifier:
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
-        self._pending: set[str] = set()
+        self._pending: set[tuple[str, str | None]] = set()
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._close_requested = False
 
-    def __call__(self, channel: str) -> None:
+    def __call__(self, channel: str, queue: str | None = None) -> None:
         with self._condition:
             if self._thread is None or self._pid != os.getpid():
                 self._pid = os.getpid()
@@ -82,7 +82,7 @@ class Notifier:
                     target=self._run, name="durable-notifier", daemon=True
                 )
                 self._thread.start()
-            self._pending.add(channel)
+            self._pending.add((channel, queue))
             self._condition.notify()
 
     def close(self) -> None:
@@ -113,9 +113,9 @@ class Notifier:
                 if connection is None or connection.closed:
                     connection = _connect(self.using)
                 with connection.cursor() as cursor:
-                    for channel in sorted(channels):
+                    for channel, queue in _coalesce(channels):
                         cursor.execute(
-                            "SELECT pg_notify(%s, %s)", (CHANNEL, wakeup_payload(channel))
+                            "SELECT pg_notify(%s, %s)", (CHANNEL, wakeup_payload(channel, queue))
                         )
             except Exception as error:
                 logger.warning("Could not send wake-up notifications: %s", error)
@@ -126,6 +126,16 @@ class Notifier:
                         pass
                 connection = None
                 time.sleep(0.5)
+
+
+def _coalesce(pending: set[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """The wake-ups to send for ``pending``: per channel, one for all queues when one of them
+    named none, else one per queue."""
+    unqueued = {channel for channel, queue in pending if queue is None}
+    return sorted(
+        {(channel, None if channel in unqueued else queue) for channel, queue in pending},
+        key=lambda item: (item[0], item[1] or ""),
+    )
 
 
 class Listener:

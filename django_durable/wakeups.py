@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 READY = "ready"
 CANCEL = "cancel"
@@ -26,7 +26,14 @@ _listeners: defaultdict[str, list[tuple[Callable[[], None], frozenset[str] | Non
 _lock = threading.Lock()
 _finished = threading.Condition()
 _finished_generation = 0
-_remote_notifiers: list[Callable[[str], None]] = []
+_remote_notifiers: list[Callable[[str, str | None], None]] = []
+
+
+def one_queue(queues: Iterable[str]) -> str | None:
+    """The queue of a wake-up for new work in ``queues``: the queue when there is only one,
+    else ``None`` (every executor is woken)."""
+    distinct = set(queues)
+    return distinct.pop() if len(distinct) == 1 else None
 
 
 def add_listener(
@@ -42,8 +49,9 @@ def remove_listener(channel: str, listener: Callable[[], None]) -> None:
         _listeners[channel] = [entry for entry in _listeners[channel] if entry[0] != listener]
 
 
-def add_remote_notifier(notifier: Callable[[str], None]) -> None:
-    """Also tell other processes (e.g. PostgreSQL ``NOTIFY``) when :func:`notify` is called."""
+def add_remote_notifier(notifier: Callable[[str, str | None], None]) -> None:
+    """Also tell other processes (e.g. PostgreSQL ``NOTIFY``) when :func:`notify` is called;
+    ``notifier(channel, queue)``."""
     with _lock:
         if notifier not in _remote_notifiers:
             _remote_notifiers.append(notifier)
@@ -58,11 +66,12 @@ def notify_local(channel: str, queue: str | None = None) -> None:
             listener()
 
 
-def notify(channel: str) -> None:
-    """Wake the listeners of ``channel`` here and, where supported, in other processes."""
-    notify_local(channel)
+def notify(channel: str, queue: str | None = None) -> None:
+    """Wake the listeners of ``channel`` here and, where supported, in other processes (new
+    work in ``queue``, when it is all in one queue)."""
+    notify_local(channel, queue)
     for notifier in list(_remote_notifiers):
-        notifier(channel)
+        notifier(channel, queue)
 
 
 def notify_finished() -> None:

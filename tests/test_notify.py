@@ -81,3 +81,21 @@ def test_an_enqueue_inside_a_transaction_wakes_other_processes_on_commit(listene
 def test_payloads_name_the_sender_and_the_queue_when_there_is_one():
     assert parse_payload(wakeup_payload("ready")) == ("ready", str(os.getpid()), None)
     assert parse_payload(wakeup_payload("ready", "a:b")) == ("ready", str(os.getpid()), "a:b")
+
+
+def test_wake_ups_raised_by_workers_name_their_queue(listener):
+    from django_durable import wakeups
+
+    wakeups.notify(wakeups.READY, "emails")  # e.g. a retry's backoff, a child spawned
+    assert _received(listener, 1.0) == [wakeup_payload("ready", "emails")]
+
+
+def test_a_burst_of_wake_ups_is_one_per_queue_or_one_for_all():
+    from django_durable.notify import _coalesce
+
+    assert _coalesce({("ready", "a"), ("ready", "b"), ("close", None)}) == [
+        ("close", None),
+        ("ready", "a"),
+        ("ready", "b"),
+    ]
+    assert _coalesce({("ready", "a"), ("ready", None)}) == [("ready", None)]

@@ -369,7 +369,7 @@ class Executor:
                 {"status": Status.READY, "start_at": now},
                 {"status": Status.RUNNING, "executor_id": self.id},
             )
-            wakeups.notify(wakeups.READY)
+            wakeups.notify(wakeups.READY, attempt.row.queue)
             dispatch.ready([(attempt.row.execution_id, now)])
             logger.warning(
                 "executor=%s event=handed_back execution=%s", self.id, attempt.row.execution_id

@@ -303,7 +303,7 @@ class Transitions:
             )
             if self._on_retry_scheduled is not None:
                 self._on_retry_scheduled(delay)
-            wakeups.notify(wakeups.READY)
+            wakeups.notify(wakeups.READY, row.queue)
             dispatch.ready([(row.execution_id, start_at)])
             return
         if isinstance(raw_error, DurableExecutionTimedOutError):
@@ -381,7 +381,7 @@ class Transitions:
             _owned(row),
             row,
         )
-        wakeups.notify(wakeups.READY)
+        wakeups.notify(wakeups.READY, wakeups.one_queue(row.queue for row in rows))
         dispatch.rows_ready(rows)
 
     def _build_child(
@@ -505,7 +505,7 @@ class Transitions:
                 _owned(row),
                 row,
             )
-            wakeups.notify(wakeups.READY)
+            wakeups.notify(wakeups.READY, finalize_row.queue)
             dispatch.rows_ready([finalize_row])
         else:
             update = self._run_finalize_function(row, task, finalize_input)
@@ -616,7 +616,7 @@ class Transitions:
                 _WAITING_FOR_CHILDREN,
                 parent,
             )
-            wakeups.notify(wakeups.READY)
+            wakeups.notify(wakeups.READY, finalize_row.queue)
             dispatch.rows_ready([finalize_row])
         else:
             update = self._run_finalize_function(parent, task, finalize_input)
@@ -725,7 +725,7 @@ class Transitions:
             else:
                 self._local.release()
         else:
-            wakeups.notify(wakeups.READY)
+            wakeups.notify(wakeups.READY, step.queue)
             if updated is not False:
                 dispatch.rows_ready([step])
 

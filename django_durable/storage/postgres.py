@@ -20,7 +20,7 @@ from django.db import connections, models
 
 from ..models import FINISHED_STATUSES, CloseStatus, Status, TaskExecution
 from ..notify import announce_channel, wakeup_payload
-from ..wakeups import READY
+from ..wakeups import READY, one_queue
 from .base import (
     SettleRequest,
     SettleResult,
@@ -318,8 +318,8 @@ class PostgresStorage(OrmStorage):
             if parameter
         ]
         if channel is not None:
-            queues = {row.queue for row in executions}
-            params.append(wakeup_payload(READY, queues.pop() if len(queues) == 1 else None))
+            queue = one_queue(row.queue for row in executions)
+            params.append(wakeup_payload(READY, queue))
         ids = self._execute(_insert_sql(parameters, len(executions), channel), params)
         for row, (pk, *_) in zip(executions, ids, strict=True):
             row.id = pk
