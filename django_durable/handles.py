@@ -205,20 +205,21 @@ def insert_executions(rows: list[TaskExecution]) -> None:
     """
     if not rows:
         return
-    queue = wakeups.one_queue(row.queue for row in rows)
-    if connections["default"].in_atomic_block:
-        # Transactional enqueue: the rows are part of the caller's transaction.
-        announced = get_storage().insert_many(rows, announce=True)
-        transaction.on_commit(lambda: _wake_workers(announced, queue))
-        dispatch.rows_ready(rows)
-        return
+    in_transaction = connections["default"].in_atomic_block
     try:
         announced = get_storage().insert_many(rows, announce=True)
     except IntegrityError:
         raise
     except DatabaseError as error:
+        if in_transaction:
+            raise  # the caller's transaction is broken: its own error says so
         raise convert_error(error) from error
-    _wake_workers(announced, queue)
+    queue = wakeups.one_queue(row.queue for row in rows)
+    if in_transaction:
+        # Transactional enqueue: the rows are part of the caller's transaction.
+        transaction.on_commit(lambda: _wake_workers(announced, queue))
+    else:
+        _wake_workers(announced, queue)
     dispatch.rows_ready(rows)
 
 

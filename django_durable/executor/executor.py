@@ -220,23 +220,26 @@ class Executor:
         )
         self._transitions = self._make_transitions(self._process_parents)
         interval = config.poll_interval
-        listen: list[tuple[str, Any]] = []
+        # (channel, listener, queues): the claim loop hears only new work of its queues.
+        listen: list[tuple[str, Any, list[str] | None]] = []
         if self._claim:
             self._claim_loop = BackgroundLoop("claim", self._claim_iteration, interval)
             cancel = BackgroundLoop("cancel", self._cancel_iteration, interval)
             self._loops += [self._claim_loop, cancel]
-            listen += [(wakeups.CANCEL, cancel.wake)]
-            wakeups.add_listener(wakeups.READY, self._wake_claim, self.queues)
+            listen += [
+                (wakeups.READY, self._wake_claim, self.queues),
+                (wakeups.CANCEL, cancel.wake, None),
+            ]
         if self._run_sweepers:
             children = BackgroundLoop("children", self._children_iteration, interval)
             close = BackgroundLoop("close", self._close_iteration, interval)
             expire = BackgroundLoop("expire", self._expire_iteration, interval)
             self._schedule_loop = BackgroundLoop("schedule", self._schedule_iteration, interval)
             self._loops += [children, close, expire, self._schedule_loop]
-            listen += [(wakeups.CHILDREN, children.wake), (wakeups.CLOSE, close.wake)]
-        for channel, listener in listen:
-            wakeups.add_listener(channel, listener)
-        self._listeners = listen
+            listen += [(wakeups.CHILDREN, children.wake, None), (wakeups.CLOSE, close.wake, None)]
+        for channel, listener, queues in listen:
+            wakeups.add_listener(channel, listener, queues)
+        self._listeners = [(channel, listener) for channel, listener, _ in listen]
         for loop in self._loops:
             loop.start()
         if config.listen_notify and supports_notify():
@@ -260,7 +263,6 @@ class Executor:
         if not self._started:
             return
         self.shutdown_signal.set()
-        wakeups.remove_listener(wakeups.READY, self._wake_claim)
         for channel, listener in self._listeners:
             wakeups.remove_listener(channel, listener)
         if self._listener is not None:

@@ -284,16 +284,16 @@ class PostgresStorage(OrmStorage):
             return channel is not None
         # In the caller's transaction, a savepoint keeps it usable when the insert fails.
         with self._atomic():
-            for start in range(0, len(executions), _INSERT_CHUNK):
-                chunk = executions[start : start + _INSERT_CHUNK]
-                self._insert_chunk(chunk, channel if start == 0 else None)
+            self._insert_rows(executions, channel)
         return channel is not None
 
-    def _insert_rows(self, executions: Sequence[TaskExecution]) -> None:
+    def _insert_rows(self, executions: Sequence[TaskExecution], channel: str | None = None) -> None:
         """The rows in ``_INSERT_CHUNK``-sized statements, in the current transaction (also the
-        children spawned by ``update_many_by_id_and_insert_children_if_updated``)."""
+        children spawned by ``update_many_by_id_and_insert_children_if_updated``); the first
+        carries the ``NOTIFY`` on ``channel``, if any."""
         for start in range(0, len(executions), _INSERT_CHUNK):
-            self._insert_chunk(executions[start : start + _INSERT_CHUNK], None)
+            chunk = executions[start : start + _INSERT_CHUNK]
+            self._insert_chunk(chunk, channel if start == 0 else None)
 
     def _insert_chunk(self, executions: Sequence[TaskExecution], channel: str | None) -> None:
         """One ``INSERT`` of ``executions``; a column that holds its new-row constant in every
@@ -301,16 +301,11 @@ class PostgresStorage(OrmStorage):
         (the statement's text depends only on which columns vary: prepared once each)."""
         connection = connections[self.using]
         values = [[getattr(row, field.attname) for field in _INSERT_FIELDS] for row in executions]
-        if len(values) == 1:
-            parameters = tuple(
-                constant is _VARIES or value != constant
-                for value, (_, constant) in zip(values[0], _INSERT_CONSTANTS, strict=True)
-            )
-        else:
-            parameters = tuple(
-                constant is _VARIES or any(row[index] != constant for row in values)
-                for index, (_, constant) in enumerate(_INSERT_CONSTANTS)
-            )
+        columns = zip(*values, strict=True)
+        parameters = tuple(
+            constant is _VARIES or column.count(constant) != len(column)
+            for column, (_, constant) in zip(columns, _INSERT_CONSTANTS, strict=True)
+        )
         params = [
             _db_value(field, value, connection)
             for row in values
